@@ -49,7 +49,13 @@ export function measure(name: string, fn: () => unknown, options: MeasureOptions
     ops += batch;
   }
   samples.sort((a, b) => a - b);
-  return { name, ops, opsPerSec: ops / ((now - start) / 1000), p50us: percentile(samples, 50), p99us: percentile(samples, 99) };
+  return {
+    name,
+    ops,
+    opsPerSec: ops / ((now - start) / 1000),
+    p50us: percentile(samples, 50),
+    p99us: percentile(samples, 99),
+  };
 }
 
 /** Measures an async operation with `concurrency` calls in flight; latency is per call. */
@@ -75,7 +81,13 @@ export async function measureAsync(
   await Promise.all(Array.from({ length: concurrency }, worker));
   const elapsed = (performance.now() - start) / 1000;
   samples.sort((a, b) => a - b);
-  return { name, ops, opsPerSec: ops / elapsed, p50us: percentile(samples, 50), p99us: percentile(samples, 99) };
+  return {
+    name,
+    ops,
+    opsPerSec: ops / elapsed,
+    p50us: percentile(samples, 50),
+    p99us: percentile(samples, 99),
+  };
 }
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -93,7 +105,10 @@ export function compare(candidate: Measurement, baseline: Measurement, target?: 
   report(candidate);
   report(baseline, '   (baseline)');
   const ratio = candidate.opsPerSec / baseline.opsPerSec;
-  const goal = target === undefined ? '' : `   target ≥ ${fmt(target)} ops/s: ${candidate.opsPerSec >= target ? 'met' : 'NOT MET'}`;
+  const goal =
+    target === undefined
+      ? ''
+      : `   target ≥ ${fmt(target)} ops/s: ${candidate.opsPerSec >= target ? 'met' : 'NOT MET'}`;
   console.log(`${'  ratio'.padEnd(52)} ${ratio.toFixed(2).padStart(12)}x${goal}`);
 }
 

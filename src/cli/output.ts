@@ -47,7 +47,9 @@ export function describeError(e: unknown): string {
  * Wraps a command action so thrown errors become `poskey: CODE: message` on stderr and exit code 2
  * (bad input) or 1 (anything else), never a stack trace.
  */
-export function action<A extends unknown[]>(fn: (...args: A) => unknown | Promise<unknown>): (...args: A) => Promise<void> {
+export function action<A extends unknown[]>(
+  fn: (...args: A) => unknown | Promise<unknown>,
+): (...args: A) => Promise<void> {
   return async (...args: A) => {
     try {
       await fn(...args);
@@ -61,7 +63,11 @@ export function action<A extends unknown[]>(fn: (...args: A) => unknown | Promis
 /** Makes commander report usage errors as one line and exit 2 instead of throwing. */
 export function configureErrors(cmd: Command): Command {
   return cmd.exitOverride((err: CommanderError) => {
-    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
+    if (
+      err.code === 'commander.helpDisplayed' ||
+      err.code === 'commander.version' ||
+      err.code === 'commander.help'
+    ) {
       process.exit(0);
     }
     process.exit(EXIT_USAGE);

@@ -17,7 +17,9 @@ export function buildProgram(): Command {
     .command('start')
     .description('run the platform on embedded defaults (until the host exists, shows this help)')
     .action(() => {
-      process.stdout.write('poskey: the host, HSM and network services are not built yet; available commands:\n\n');
+      process.stdout.write(
+        'poskey: the host, HSM and network services are not built yet; available commands:\n\n',
+      );
       program.outputHelp();
     });
   registerCryptoCommands(program);
