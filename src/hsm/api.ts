@@ -174,3 +174,12 @@ export interface HsmApi {
   randomBytes(length: number): string;
   diagnostics(): Diagnostics;
 }
+
+/**
+ * What the host holds: the same operations, asynchronous, whether the HSM runs in process or behind
+ * the payShield TCP interface (pooled, pipelined, with failover). Swapping one for the other, or for
+ * a real payShield, needs no change in the host.
+ */
+export type HsmClient = {
+  [K in keyof HsmApi]: (...args: Parameters<HsmApi[K]>) => Promise<ReturnType<HsmApi[K]>>;
+} & { close(): Promise<void> };
