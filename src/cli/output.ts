@@ -30,6 +30,14 @@ function formatText(value: Record<string, unknown>, indent: string): string {
       if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
         return `${indent}${k}:\n${formatText(v as Record<string, unknown>, `${indent}  `)}`;
       }
+      if (Array.isArray(v) && v.some((x) => x !== null && typeof x === 'object')) {
+        const items = v.map((x, i) =>
+          x !== null && typeof x === 'object'
+            ? `${indent}  [${i}]\n${formatText(x as Record<string, unknown>, `${indent}    `)}`
+            : `${indent}  [${i}] ${String(x)}`,
+        );
+        return `${indent}${k}:\n${items.join('\n')}`;
+      }
       const shown = Array.isArray(v) ? v.join(', ') : String(v);
       return `${indent}${`${k}:`.padEnd(width + 1)} ${shown}`;
     })

@@ -297,7 +297,7 @@ function assertKeyFits(format: PinBlockFormat, key: KeyHandle, field = 'key'): v
   if (!ok) {
     throw new CryptoError(
       'POSKEY_ERR_KEY_ALGORITHM',
-      `format ${String(format)} PIN blocks need a ${cipher === 'tdes' ? 'DES/TDES' : cipher.toUpperCase()} key, got ${key.algorithm}`,
+      `format ${String(format)} PIN blocks need ${cipher === 'tdes' ? 'a DES/TDES' : cipher === 'aes' ? 'an AES' : 'an SM4'} key, got ${key.algorithm}`,
       { field },
     );
   }

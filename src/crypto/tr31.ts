@@ -54,7 +54,7 @@ function assertKbpk(kbpk: KeyHandle, version: Tr31Version): void {
     throw new CryptoError(
       'POSKEY_ERR_TR31_VERSION',
       `version ${version} key blocks need ${need} KBPK, got ${kbpk.algorithm} (${kbpk.length * 8} bits)${kbpk.algorithm === 'aes' ? '; AES KBPKs use version D' : ''}`,
-      { field: 'version' },
+      { field: 'kbpk' },
     );
   }
 }
