@@ -441,5 +441,14 @@ describe('framing profiles', () => {
       profile: CUPS_PROFILE,
       prefixed: true,
     });
+    // A terminal frame cut short (or with bytes after it) is still recognised, so parseFrame can say so.
+    assert.deepEqual(detectFraming(terminal.subarray(0, 20)), { profile: TERMINAL_PROFILE, prefixed: true });
+    const withLri = encodeFrame(fromHex(TPDU + LRI + HEADER + BODY));
+    assert.deepEqual(detectFraming(withLri.subarray(0, 50)), { profile: TERMINAL_PROFILE, prefixed: true });
+    // A bare body whose bitmap starts 0x60 (fields 2 and 3) is not mistaken for a terminal frame.
+    assert.deepEqual(detectFraming(fromHex(`0200600000000000000019${'62'.repeat(12)}`)), {
+      profile: NETWORK_PROFILE,
+      prefixed: false,
+    });
   });
 });
