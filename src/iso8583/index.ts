@@ -57,3 +57,5 @@ export {
   type SubfieldSpec,
 } from './spec.js';
 export { decodeTlv, findTag, type TlvItem } from './tlv.js';
+export * from './framing.js';
+export * from './describe.js';
