@@ -124,6 +124,14 @@ export const POSKEY_TO_PAYSHIELD: Readonly<Record<string, Mapping>> = Object.fre
   POSKEY_ERR_KCV_MISMATCH: '01',
   POSKEY_ERR_KCV_METHOD: '15',
   POSKEY_ERR_KEY_DESTROYED: '41',
+  // Key roles and strength (src/hsm/key-types.ts)
+  POSKEY_ERR_KEY_TYPE: '04',
+  POSKEY_ERR_KEK_STRENGTH: '27',
+  POSKEY_ERR_KEY_LENGTH: '27',
+  POSKEY_ERR_EXPORTABILITY: 'AA',
+  POSKEY_ERR_COMPONENT: '15',
+  POSKEY_ERR_AUDIT_IO: '41',
+  POSKEY_ERR_RANDOM: '41',
   POSKEY_ERR_RANDOM: '41',
   // Key block enforcement (assertKeyUsage in src/crypto/tr31-header.ts)
   POSKEY_ERR_KEY_USAGE: 'A6',
