@@ -132,7 +132,6 @@ export const POSKEY_TO_PAYSHIELD: Readonly<Record<string, Mapping>> = Object.fre
   POSKEY_ERR_COMPONENT: '15',
   POSKEY_ERR_AUDIT_IO: '41',
   POSKEY_ERR_RANDOM: '41',
-  POSKEY_ERR_RANDOM: '41',
   // Key block enforcement (assertKeyUsage in src/crypto/tr31-header.ts)
   POSKEY_ERR_KEY_USAGE: 'A6',
   POSKEY_ERR_KEY_ALGORITHM: 'A7',
