@@ -116,3 +116,36 @@ export function macBlock(msg: IsoMessage, dialect = POS_DIALECT): Buffer {
 export function packWithMac(msg: IsoMessage, mac: string, dialect = POS_DIALECT): Buffer {
   return pack(dialect, { ...msg, 64: mac });
 }
+
+/**
+ * TDK track encryption (53.3 = 1, research/iso8583.md §2.6): only one block of the track's digit
+ * string is enciphered, the 16 digits (8 bytes; 32 digits for SM4) that end just before the last
+ * digit when the length is odd, or before the last two when it is even. The codec shows the
+ * separator nibble D as '=', so the track is handled as its nibble string with '=' ↔ D; `cipher`
+ * encrypts (terminal) or decrypts (host) the one block.
+ */
+export function transformTrack(track: string, blockBytes: 8 | 16, cipher: (block: Buffer) => Buffer): string {
+  const nibbles = track.replaceAll('=', 'D').toUpperCase();
+  if (!/^[0-9A-F]*$/.test(nibbles)) {
+    throw new PoskeyError('POSKEY_ERR_POS_TRACK', 'track data must be digits and separators', {
+      field: '35',
+    });
+  }
+  const end = nibbles.length % 2 === 1 ? nibbles.length - 1 : nibbles.length - 2;
+  const start = end - blockBytes * 2;
+  if (start < 0) {
+    throw new PoskeyError('POSKEY_ERR_POS_TRACK', `track of ${track.length} digits is too short to encrypt`, {
+      field: '35',
+    });
+  }
+  const out = cipher(Buffer.from(nibbles.slice(start, end), 'hex'));
+  if (out.length !== blockBytes) {
+    throw new PoskeyError('POSKEY_ERR_POS_TRACK', 'track cipher returned a block of the wrong size', {
+      field: '35',
+    });
+  }
+  return `${nibbles.slice(0, start)}${out.toString('hex').toUpperCase()}${nibbles.slice(end)}`.replaceAll(
+    'D',
+    '=',
+  );
+}

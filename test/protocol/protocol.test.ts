@@ -11,6 +11,7 @@ import {
   packWithMac,
   readSecurityControl,
   securityControlDigits,
+  transformTrack,
 } from '../../src/protocol/unionpay-pos.js';
 import { loadVectors } from '../helpers/vectors.js';
 
@@ -74,5 +75,35 @@ describe('network link MAC block', () => {
     const msg: IsoMessage = { 0: '0800', 11: '000001', 64: '0000000000000000' } as IsoMessage;
     assert.equal(macField(msg), 64);
     assert.equal(networkMacBlock(msg).length + 8, packNetworkWithMac(msg, '1111111111111111').length);
+  });
+});
+
+describe('TDK track encryption', () => {
+  const tdk = createKey('tdes', fromHex('0123456789ABCDEFFEDCBA9876543210'));
+  const track = '6230606601007726888=25122010000012345';
+  it('enciphers the 16 digits before the last one (odd length) and the host gets the track back', () => {
+    const enc = transformTrack(track, 8, (b) => tdk.ecbEncrypt(b));
+    assert.equal(enc.length, track.length);
+    assert.equal(enc.slice(-1), track.slice(-1));
+    assert.notEqual(enc, track);
+    assert.equal(
+      transformTrack(enc, 8, (b) => tdk.ecbDecrypt(b)),
+      track,
+    );
+  });
+  it('keeps the last two digits clear when the length is even', () => {
+    const even = `${track}6`;
+    const enc = transformTrack(even, 8, (b) => tdk.ecbEncrypt(b));
+    assert.equal(enc.slice(-2), '56');
+    assert.equal(
+      transformTrack(enc, 8, (b) => tdk.ecbDecrypt(b)),
+      even,
+    );
+  });
+  it('refuses a track shorter than the block, or with other characters', () => {
+    const code = (e: unknown) => e instanceof PoskeyError && e.code === 'POSKEY_ERR_POS_TRACK';
+    assert.throws(() => transformTrack('123456789=12', 8, (b) => b), code);
+    assert.throws(() => transformTrack('62306066010077268&8=2512201000001234', 8, (b) => b), code);
+    assert.throws(() => transformTrack(track, 8, () => Buffer.alloc(3)), code);
   });
 });
