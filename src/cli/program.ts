@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { registerCryptoCommands } from './crypto.js';
+import { registerHsmCommands } from './hsm.js';
 import { registerIsoCommands } from './iso.js';
 import { configureErrors } from './output.js';
 
@@ -24,5 +25,6 @@ export function buildProgram(): Command {
     });
   registerCryptoCommands(program);
   registerIsoCommands(program);
+  registerHsmCommands(program);
   return program;
 }

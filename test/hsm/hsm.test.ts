@@ -172,7 +172,7 @@ describe('Hsm.generateKey', () => {
       fails('POSKEY_ERR_KEY_ALGORITHM', 'A7'),
     );
     assert.throws(
-      () => hsm.generateKey({ keyType: 'PVK' as KeyType, algorithm: 'tdes2' }),
+      () => hsm.generateKey({ keyType: 'CVK' as KeyType, algorithm: 'tdes2' }),
       fails('POSKEY_ERR_KEY_TYPE', '04'),
     );
     assert.throws(
