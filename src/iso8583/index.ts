@@ -23,6 +23,7 @@ export {
   type WireNotes,
 } from './codec.js';
 export { joinPositional, type Subfields, splitPositional } from './composite.js';
+export * from './describe.js';
 export { DIALECT_NAMES, type DialectName, getDialect } from './dialects/index.js';
 export { type NetworkOptions, networkDialect } from './dialects/network.js';
 export {
@@ -38,6 +39,7 @@ export {
 } from './dialects/unionpay-pos.js';
 export { Enc, type Encoding, type EncodingName } from './encodings.js';
 export { IsoError, IsoErrorCode, type IsoErrorCodeValue, isIsoError } from './errors.js';
+export * from './framing.js';
 export { joinKeyBlock, keyBlockLength, type SignInKeys, splitKeyBlock } from './keyblock.js';
 export { Prefix, type Prefixer } from './prefix.js';
 export {
@@ -57,5 +59,3 @@ export {
   type SubfieldSpec,
 } from './spec.js';
 export { decodeTlv, findTag, type TlvItem } from './tlv.js';
-export * from './framing.js';
-export * from './describe.js';
