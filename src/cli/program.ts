@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { registerCaCommands } from './ca.js';
 import { registerCryptoCommands } from './crypto.js';
 import { registerHsmCommands } from './hsm.js';
 import { registerIsoCommands } from './iso.js';
@@ -26,5 +27,6 @@ export function buildProgram(): Command {
   registerCryptoCommands(program);
   registerIsoCommands(program);
   registerHsmCommands(program);
+  registerCaCommands(program);
   return program;
 }
