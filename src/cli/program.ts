@@ -3,6 +3,7 @@ import { registerCaCommands } from './ca.js';
 import { registerCryptoCommands } from './crypto.js';
 import { registerHsmCommands } from './hsm.js';
 import { registerIsoCommands } from './iso.js';
+import { registerNetworkCommands } from './network.js';
 import { configureErrors } from './output.js';
 
 export const VERSION = '0.1.0';
@@ -28,5 +29,6 @@ export function buildProgram(): Command {
   registerIsoCommands(program);
   registerHsmCommands(program);
   registerCaCommands(program);
+  registerNetworkCommands(program);
   return program;
 }

@@ -97,6 +97,14 @@ import {
 } from './keyblock.js';
 import { assertLmkId, type LmkSet } from './lmk.js';
 import { toPayShieldError } from './payshield/errors.js';
+import {
+  type GeneratePvvRequest,
+  type PinVerificationApi,
+  PVK_USAGE,
+  type VerifyPinPvvRequest,
+  verifyPvvFromPinBlock,
+  visaPvv,
+} from './pvv.js';
 
 /** Reported by `diagnostics()`; kept equal to package.json's version (a test checks). */
 export const HSM_VERSION = '0.1.0';
@@ -151,6 +159,8 @@ const PIN_DESTINATION: KeyExpectation = { usage: ['P0'], modeOfUse: ['E'] };
 const BDK: KeyExpectation = { usage: ['B0'], modeOfUse: ['X'] };
 const DATA_ENCRYPT: KeyExpectation = { usage: ['D0'], modeOfUse: ['E'] };
 const DATA_DECRYPT: KeyExpectation = { usage: ['D0'], modeOfUse: ['D'] };
+const PVK_GENERATE: KeyExpectation = { usage: [PVK_USAGE], modeOfUse: ['G'] };
+const PVK_VERIFY: KeyExpectation = { usage: [PVK_USAGE], modeOfUse: ['V'] };
 const KEK: Readonly<Record<ExportFormat, { wrap: KeyExpectation; unwrap: KeyExpectation }>> = {
   tr31: {
     wrap: { usage: ['K0', 'K1'], modeOfUse: ['E'] },
@@ -228,7 +238,7 @@ interface Audited<T> {
  * const { keyBlock } = hsm.generateKey({ keyType: 'ZPK', algorithm: 'tdes2' }, 'ops');
  * hsm.translatePin({ source: { kind: 'key', keyBlock: tpk }, destination: keyBlock, pinBlock, fromFormat: 0, toFormat: 0, pan });
  */
-export class Hsm implements HsmApi {
+export class Hsm implements HsmApi, PinVerificationApi {
   readonly #lmks: LmkSet;
   readonly #cache: KeyCache<Tr31Header>;
   readonly #audit: AuditLog | undefined;
@@ -500,6 +510,24 @@ export class Hsm implements HsmApi {
       }
       return toHex(bytes);
     });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Issuer PIN verification (PinVerificationApi, src/hsm/pvv.ts; not part of HsmApi)
+
+  /** The Visa PVV of a PIN at issuance: the only operation a clear PIN enters; it is never kept. */
+  generatePvv(req: GeneratePvvRequest): string {
+    assertRequest(req);
+    const pvk = this.#key(req.pvk, PVK_GENERATE, 'pvk').handle;
+    return visaPvv(pvk, req.pan, req.pvki, req.pin);
+  }
+
+  /** Decrypts the PIN block under the ZPK inside, and compares its PVV with `pvv` in constant time. */
+  verifyPinPvv(req: VerifyPinPvvRequest): boolean {
+    assertRequest(req);
+    const zpk = this.#key(req.zpk, PIN_SOURCE, 'zpk').handle;
+    const pvk = this.#key(req.pvk, PVK_VERIFY, 'pvk').handle;
+    return verifyPvvFromPinBlock(zpk, pvk, req);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
  * | ZAK             | M1 / M3 / M6     | C    | TDES-2/3, AES, SM4                 |
  * | TDK, ZEK, DEK   | D0               | B    | TDES-2/3, AES, SM4                 |
  * | BDK             | B0               | X    | TDES-2 (X9.24-1), AES (X9.24-3)    |
+ * | PVK             | V2               | C    | TDES-2 (the Visa PVK pair)         |
  *
  * MAC keys take the usage of the MAC they are made for: M3 (ISO 9797-1 alg 3, X9.19) for TDES,
  * M1 (alg 1) for DES and SM4, M6 (CMAC) for AES. TMK/TPK, ZMK/ZPK… share a usage, so the key type
@@ -27,7 +28,16 @@ import { HsmError } from './errors.js';
 export const KEY_TYPE_BLOCK = '92';
 
 /** What a key is for; decides usage, modes of use and the operations that accept it. */
-export type KeyRole = 'kek' | 'pin' | 'mac' | 'data' | 'bdk';
+export type KeyRole = 'kek' | 'pin' | 'mac' | 'data' | 'bdk' | 'pvk';
+
+/**
+ * Key types beyond api.ts's KeyType: the issuer's PIN verification key (Visa PVV, src/hsm/pvv.ts).
+ * Kept out of KeyType because HsmApi, which others implement, does not offer PVV operations.
+ */
+export type PinVerificationKeyType = 'PVK';
+
+/** Every key type the HSM knows. */
+export type HsmKeyType = KeyType | PinVerificationKeyType;
 
 export interface KeyTypeSpec {
   role: KeyRole;
@@ -67,7 +77,7 @@ const data: KeyTypeSpec = {
 };
 const MAC_USAGES = ['M0', 'M1', 'M3', 'M6'];
 
-export const KEY_TYPES: Readonly<Record<KeyType, KeyTypeSpec>> = Object.freeze({
+export const KEY_TYPES: Readonly<Record<HsmKeyType, KeyTypeSpec>> = Object.freeze({
   TMK: kek,
   ZMK: kek,
   KEK: kek,
@@ -87,6 +97,8 @@ export const KEY_TYPES: Readonly<Record<KeyType, KeyTypeSpec>> = Object.freeze({
     modes: ['X', 'N'],
     algorithms: ['tdes2', 'aes128', 'aes192', 'aes256'],
   },
+  // Visa PVV: TDES over the TSP with the double-length PVK pair (V2 = PIN verification, Visa PVV).
+  PVK: { role: 'pvk', usages: ['V2'], modeOfUse: 'C', modes: ['C', 'G', 'V', 'N'], algorithms: ['tdes2'] },
 });
 
 /** Cipher and key length of each KeyAlgorithm, and its TR-31 algorithm letter. */

@@ -26,6 +26,12 @@ export interface UnionPayPosOptions {
   pad?: PadNibble;
   /** Dialect name; defaults to 'unionpay-pos' (or 'unionpay-pos-padF' with pad F). */
   name?: string;
+  /**
+   * Bytes of field 52. 8 for TDES/DES PIN blocks; 16 for SM4 terminals, whose PIN block is the
+   * 16-byte SM4 variant of format 0 (research keys.md §3.2). The host picks the SM4 dialect for the
+   * terminals routed to it (by TPDU destination), since field 52 precedes anything that names the terminal.
+   */
+  pinBlockBytes?: 8 | 16;
 }
 
 /** Field 60 (§2.2): 60.1–60.3 always; 60.4–60.7 on financial messages. */
@@ -167,7 +173,7 @@ export function unionPayPosDialect(options: UnionPayPosOptions = {}): Dialect {
       44: an(25, 'additional response data', Prefix.bcd.LL, { subfields: FIELD44_SUBFIELDS }),
       48: nLeft(322, 'additional data, private', Prefix.bcd.LLL),
       49: an(3, 'currency code, transaction'),
-      52: b(8, 'PIN data'),
+      52: b(options.pinBlockBytes ?? 8, 'PIN data'),
       53: n(16, 'security related control information', { subfields: FIELD53_SUBFIELDS }),
       54: an(20, 'balance amount', Prefix.bcd.LLL),
       55: b(255, 'ICC system related data', Prefix.bcd.LLL, { tlv: true }),

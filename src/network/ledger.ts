@@ -1,0 +1,670 @@
+/**
+ * The issuer's ledger: cards, balances and authorisations in one SQLite file (better-sqlite3, WAL,
+ * synchronous=FULL, so a commit is on disk when `authorise` returns and before the network answers).
+ *
+ * - Cards: PAN, expiry (YYMM), the PIN as a Visa PVV with its PVKI (never the PIN), balance in minor
+ *   units, currency, status and the consecutive wrong-PIN count. The PAN is kept in clear: this is
+ *   the issuer's card master file, the one place that must map a PAN to an account; everything the
+ *   simulator logs or lists shows it masked.
+ * - Authorisations: one row per request, keyed by (acquirer id, network STAN, RRN). `authorise`
+ *   runs lookup, decision and effects in one IMMEDIATE transaction: a retransmission finds its row
+ *   and gets the same answer without a second debit or a second PIN try; a request that reuses the
+ *   key for different content gets 94 (duplicate) and changes nothing.
+ * - Meta: schema version, the PVK (an LMK key block, made on first open) and the PVKI, and the
+ *   network side's zone key blocks.
+ *
+ * Designed for the next issue: reversals (0400/0420) will be rows of their own keyed the same way,
+ * pointing at the original by key and crediting it back once (idempotent by the same primary-key
+ * rule); the `status` column of an authorisation is where "reversed" will go.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { isPoskeyError } from '../errors.js';
+import type { HsmApi, LmkKeyBlock } from '../hsm/api.js';
+import { type PinVerificationApi, PVK_KEY_TYPE } from '../hsm/pvv.js';
+import { maskPan } from '../iso8583/describe.js';
+import { CARD_STATUSES, type CardStatus, DEFAULT_CURRENCY } from './card.js';
+import { networkError } from './errors.js';
+
+export { CARD_STATUSES, type CardStatus, DEFAULT_CURRENCY };
+/** Largest amount field 4 (n12) can carry. */
+export const MAX_AMOUNT = 999_999_999_999;
+export const DEFAULT_PVKI = '1';
+export const SCHEMA_VERSION = 1;
+
+export interface NewCard {
+  pan: string;
+  /** YYMM. */
+  expiry: string;
+  /** Clear PIN, 4–12 digits: turned into a PVV by the HSM at once, never stored. */
+  pin: string;
+  /** Minor units (fen, cents). */
+  balance: number;
+  status?: CardStatus;
+  currency?: string;
+}
+
+/** A card as the issuer sees it (internal: the PAN in clear and the PVV). */
+export interface Card {
+  id: number;
+  pan: string;
+  expiry: string;
+  pvki: string;
+  pvv: string;
+  balance: number;
+  currency: string;
+  status: CardStatus;
+  pinTries: number;
+}
+
+/** A card as an operator listing shows it: masked PAN, no PVV. */
+export interface CardView {
+  pan: string;
+  expiry: string;
+  balance: number;
+  currency: string;
+  status: CardStatus;
+  pinTries: number;
+}
+
+export interface AuthorisationKey {
+  /** Field 32. */
+  acquirerId: string;
+  /** Field 11: the acquirer's network STAN. */
+  stan: string;
+  /** Field 37. */
+  rrn: string;
+}
+
+/** What identifies a request's content, beyond its key (a retransmission must match it). */
+export interface AuthorisationFacts extends AuthorisationKey {
+  mti: string;
+  processingCode: string;
+  pan: string;
+  amount: number;
+  currency: string;
+  tid: string;
+  mid: string;
+}
+
+/** The issuer's decision about one request, applied by `authorise` with the row. */
+export interface Decision {
+  responseCode: string;
+  authCode?: string;
+  /** Amount to debit (approved purchases). */
+  debit?: number;
+  /** New consecutive wrong-PIN count, when it changes. */
+  pinTries?: number;
+  /** Report the balance after the request (approved balance inquiries and purchases). */
+  reportBalance?: boolean;
+}
+
+export interface AuthorisationOutcome {
+  responseCode: string;
+  authCode?: string;
+  /** Balance after the request, when the decision reports it. */
+  balance?: number;
+  /** True when this is a retransmission answered from the stored row. */
+  replayed: boolean;
+}
+
+export interface AuthorisationRecord extends AuthorisationKey {
+  mti: string;
+  processingCode: string;
+  panMasked: string;
+  amount: number;
+  currency: string;
+  tid: string;
+  mid: string;
+  responseCode: string;
+  authCode: string | undefined;
+  balanceAfter: number | undefined;
+  status: string;
+  createdAt: string;
+}
+
+/** What the ledger needs from the HSM: a PVK made once, PVVs at card issuance. */
+export type LedgerHsm = Pick<HsmApi, 'generateKey' | 'describeKey'> & Pick<PinVerificationApi, 'generatePvv'>;
+
+export interface LedgerOptions {
+  /** SQLite file (created with its directory), or ':memory:'. */
+  path: string;
+  /** Needed to add cards (PVV generation) and to make the PVK on first open. */
+  hsm?: LedgerHsm;
+  /** PVKI of a PVK made on first open; default '1'. */
+  pvki?: string;
+  clock?: () => Date;
+  busyTimeoutMs?: number;
+}
+
+/** Response code of a request that reuses an authorisation key for different content. */
+export const DUPLICATE_CODE = '94';
+
+const SCHEMA = `
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE cards (
+  id INTEGER PRIMARY KEY,
+  pan TEXT NOT NULL UNIQUE,
+  expiry TEXT NOT NULL,
+  pvki TEXT NOT NULL,
+  pvv TEXT NOT NULL,
+  balance INTEGER NOT NULL CHECK (balance >= 0),
+  currency TEXT NOT NULL,
+  status TEXT NOT NULL,
+  pin_tries INTEGER NOT NULL DEFAULT 0,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE TABLE authorisations (
+  acquirer_id TEXT NOT NULL,
+  stan TEXT NOT NULL,
+  rrn TEXT NOT NULL,
+  mti TEXT NOT NULL,
+  processing_code TEXT NOT NULL,
+  card_id INTEGER REFERENCES cards(id),
+  pan_masked TEXT NOT NULL,
+  amount INTEGER NOT NULL,
+  currency TEXT NOT NULL,
+  tid TEXT NOT NULL,
+  mid TEXT NOT NULL,
+  response_code TEXT NOT NULL,
+  auth_code TEXT,
+  balance_after INTEGER,
+  status TEXT NOT NULL DEFAULT 'applied',
+  created_at TEXT NOT NULL,
+  PRIMARY KEY (acquirer_id, stan, rrn)
+);
+CREATE INDEX authorisations_card ON authorisations (card_id);
+`;
+
+interface CardRow {
+  id: number;
+  pan: string;
+  expiry: string;
+  pvki: string;
+  pvv: string;
+  balance: number;
+  currency: string;
+  status: string;
+  pin_tries: number;
+}
+
+interface AuthRow {
+  acquirer_id: string;
+  stan: string;
+  rrn: string;
+  mti: string;
+  processing_code: string;
+  card_id: number | null;
+  pan_masked: string;
+  amount: number;
+  currency: string;
+  tid: string;
+  mid: string;
+  response_code: string;
+  auth_code: string | null;
+  balance_after: number | null;
+  status: string;
+  created_at: string;
+}
+
+function cardError(field: string, reason: string) {
+  return networkError('POSKEY_ERR_LEDGER_CARD', reason, field);
+}
+
+/** Wraps a driver failure; our own errors pass through. */
+function ioError(e: unknown): unknown {
+  if (isPoskeyError(e)) return e;
+  const code = (e as { code?: string })?.code ?? 'error';
+  return networkError('POSKEY_ERR_LEDGER_IO', `SQLite failed (${code})`, undefined, e);
+}
+
+function assertPan(pan: unknown, field = 'pan'): asserts pan is string {
+  if (typeof pan !== 'string' || !/^\d{13,19}$/.test(pan)) throw cardError(field, 'a PAN is 13 to 19 digits');
+}
+
+function assertExpiry(expiry: unknown): asserts expiry is string {
+  if (typeof expiry !== 'string' || !/^\d{2}(0[1-9]|1[0-2])$/.test(expiry)) {
+    throw cardError('expiry', 'expiry is YYMM');
+  }
+}
+
+function assertBalance(balance: unknown, field = 'balance'): asserts balance is number {
+  if (typeof balance !== 'number' || !Number.isSafeInteger(balance) || balance < 0 || balance > MAX_AMOUNT) {
+    throw cardError(field, `must be an integer number of minor units from 0 to ${MAX_AMOUNT}`);
+  }
+}
+
+function assertStatus(status: unknown): asserts status is CardStatus {
+  if (!CARD_STATUSES.includes(status as CardStatus)) {
+    throw cardError('status', `must be one of ${CARD_STATUSES.join(', ')}`);
+  }
+}
+
+function assertCurrency(currency: unknown): asserts currency is string {
+  if (typeof currency !== 'string' || !/^\d{3}$/.test(currency)) {
+    throw cardError('currency', 'an ISO 4217 numeric code, 3 digits');
+  }
+}
+
+function toCard(r: CardRow): Card {
+  return {
+    id: r.id,
+    pan: r.pan,
+    expiry: r.expiry,
+    pvki: r.pvki,
+    pvv: r.pvv,
+    balance: r.balance,
+    currency: r.currency,
+    status: r.status as CardStatus,
+    pinTries: r.pin_tries,
+  };
+}
+
+function toView(r: CardRow): CardView {
+  return {
+    pan: maskPan(r.pan),
+    expiry: r.expiry,
+    balance: r.balance,
+    currency: r.currency,
+    status: r.status as CardStatus,
+    pinTries: r.pin_tries,
+  };
+}
+
+function toRecord(r: AuthRow): AuthorisationRecord {
+  return {
+    acquirerId: r.acquirer_id,
+    stan: r.stan,
+    rrn: r.rrn,
+    mti: r.mti,
+    processingCode: r.processing_code,
+    panMasked: r.pan_masked,
+    amount: r.amount,
+    currency: r.currency,
+    tid: r.tid,
+    mid: r.mid,
+    responseCode: r.response_code,
+    authCode: r.auth_code ?? undefined,
+    balanceAfter: r.balance_after ?? undefined,
+    status: r.status,
+    createdAt: r.created_at,
+  };
+}
+
+/** Same request content as the stored row (a retransmission), judged without the clear PAN. */
+function sameRequest(row: AuthRow, f: AuthorisationFacts, cardId: number | null): boolean {
+  return (
+    row.mti === f.mti &&
+    row.processing_code === f.processingCode &&
+    row.amount === f.amount &&
+    row.currency === f.currency &&
+    row.tid === f.tid &&
+    row.mid === f.mid &&
+    row.card_id === cardId &&
+    row.pan_masked === maskPan(f.pan)
+  );
+}
+
+function replay(row: AuthRow): AuthorisationOutcome {
+  const out: AuthorisationOutcome = { responseCode: row.response_code, replayed: true };
+  if (row.auth_code !== null) out.authCode = row.auth_code;
+  if (row.balance_after !== null) out.balance = row.balance_after;
+  return out;
+}
+
+function openDatabase(path: string, busyTimeoutMs: number): Database.Database {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const db = new Database(path);
+  try {
+    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    if (path !== ':memory:') {
+      const mode = db.pragma('journal_mode = WAL', { simple: true });
+      if (mode !== 'wal')
+        throw networkError('POSKEY_ERR_LEDGER_IO', `SQLite refused WAL mode (${String(mode)})`);
+    }
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    migrate(db);
+    return db;
+  } catch (e) {
+    db.close();
+    throw ioError(e);
+  }
+}
+
+function migrate(db: Database.Database): void {
+  db.transaction(() => {
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > SCHEMA_VERSION) {
+      throw networkError(
+        'POSKEY_ERR_LEDGER_IO',
+        `the ledger schema is version ${version}, newer than this build (${SCHEMA_VERSION})`,
+        'path',
+      );
+    }
+    if (version === 0) {
+      db.exec(SCHEMA);
+      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    }
+  }).immediate();
+}
+
+/**
+ * The ledger. Synchronous: better-sqlite3 commits (and fsyncs) inside the call, so an
+ * authorisation is durable when `authorise` returns.
+ */
+export class Ledger {
+  readonly path: string;
+  readonly #db: Database.Database;
+  readonly #hsm: LedgerHsm | undefined;
+  readonly #clock: () => Date;
+  #pvk: { keyBlock: LmkKeyBlock; pvki: string } | undefined;
+  readonly #statements = new Map<string, Database.Statement>();
+  #closed = false;
+
+  private constructor(options: LedgerOptions) {
+    if (
+      typeof options !== 'object' ||
+      options === null ||
+      typeof options.path !== 'string' ||
+      !options.path
+    ) {
+      throw networkError('POSKEY_ERR_NETWORK_OPTION', 'a ledger path is required', 'path');
+    }
+    this.path = options.path;
+    this.#hsm = options.hsm;
+    this.#clock = options.clock ?? (() => new Date());
+    this.#db = openDatabase(options.path, options.busyTimeoutMs ?? 5000);
+  }
+
+  /**
+   * Opens (creating and migrating) a ledger. With an HSM, makes the PVK on first open and checks
+   * on every open that the stored one is usable under that HSM's LMKs.
+   * @throws POSKEY_ERR_NETWORK_OPTION, POSKEY_ERR_LEDGER_IO, POSKEY_ERR_LEDGER_PVK
+   */
+  static open(options: LedgerOptions): Ledger {
+    const ledger = new Ledger(options);
+    try {
+      if (options.hsm !== undefined) ledger.#ensurePvk(options.hsm, options.pvki ?? DEFAULT_PVKI);
+    } catch (e) {
+      ledger.close();
+      throw e;
+    }
+    return ledger;
+  }
+
+  /** The PVK block and PVKI cards are issued under. @throws POSKEY_ERR_LEDGER_PVK when there is none */
+  get pvk(): { keyBlock: LmkKeyBlock; pvki: string } {
+    this.#assertOpen();
+    if (this.#pvk === undefined) {
+      const keyBlock = this.getMeta('pvk');
+      const pvki = this.getMeta('pvki');
+      if (keyBlock === undefined || pvki === undefined) {
+        throw networkError('POSKEY_ERR_LEDGER_PVK', 'the ledger has no PVK yet (open it with an HSM)', 'pvk');
+      }
+      this.#pvk = { keyBlock, pvki };
+    }
+    return this.#pvk;
+  }
+
+  #ensurePvk(hsm: LedgerHsm, pvki: string): void {
+    if (!/^[0-9]$/.test(pvki)) throw networkError('POSKEY_ERR_NETWORK_OPTION', 'PVKI is one digit', 'pvki');
+    let block = this.getMeta('pvk');
+    if (block === undefined) {
+      block = hsm.generateKey(
+        { keyType: PVK_KEY_TYPE, algorithm: 'tdes2', exportability: 'N' },
+        'network',
+      ).keyBlock;
+      this.#db.transaction(() => {
+        this.setMeta('pvk', block as string);
+        this.setMeta('pvki', pvki);
+      })();
+    }
+    try {
+      const info = hsm.describeKey(block);
+      if (info.usage !== 'V2') throw new Error('not a PVK');
+    } catch (e) {
+      throw networkError(
+        'POSKEY_ERR_LEDGER_PVK',
+        "the ledger's PVK is not usable with this HSM (another LMK?)",
+        'pvk',
+        e,
+      );
+    }
+  }
+
+  /**
+   * Issues a card: the PIN becomes a PVV in the HSM at once and is not kept.
+   * @throws POSKEY_ERR_LEDGER_CARD, POSKEY_ERR_LEDGER_DUPLICATE, POSKEY_ERR_LEDGER_PVK, the HSM's
+   *   PIN errors (POSKEY_ERR_PIN_LENGTH, POSKEY_ERR_PIN_DIGITS)
+   */
+  addCard(card: NewCard): CardView {
+    this.#assertOpen();
+    if (typeof card !== 'object' || card === null) throw cardError('card', 'must be an object');
+    assertPan(card.pan);
+    assertExpiry(card.expiry);
+    assertBalance(card.balance);
+    const status = card.status ?? 'active';
+    assertStatus(status);
+    const currency = card.currency ?? DEFAULT_CURRENCY;
+    assertCurrency(currency);
+    if (this.#hsm === undefined) {
+      throw networkError('POSKEY_ERR_LEDGER_PVK', 'adding a card needs the HSM (PVV generation)', 'hsm');
+    }
+    const { keyBlock, pvki } = this.pvk;
+    const pvv = this.#hsm.generatePvv({ pvk: keyBlock, pin: card.pin, pan: card.pan, pvki });
+    const now = this.#clock().toISOString();
+    try {
+      this.#stmt(
+        `INSERT INTO cards (pan, expiry, pvki, pvv, balance, currency, status, pin_tries, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)`,
+      ).run(card.pan, card.expiry, pvki, pvv, card.balance, currency, status, now, now);
+    } catch (e) {
+      if ((e as { code?: string })?.code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        throw networkError(
+          'POSKEY_ERR_LEDGER_DUPLICATE',
+          'a card with this PAN is already on file',
+          'pan',
+          e,
+        );
+      }
+      throw ioError(e);
+    }
+    return this.#view(card.pan);
+  }
+
+  /** The card on file, or undefined. */
+  getCard(pan: string): Card | undefined {
+    this.#assertOpen();
+    const row = this.#stmt('SELECT * FROM cards WHERE pan = ?').get(pan) as CardRow | undefined;
+    return row === undefined ? undefined : toCard(row);
+  }
+
+  /** Every card, masked, by PAN. */
+  listCards(): CardView[] {
+    this.#assertOpen();
+    return (this.#stmt('SELECT * FROM cards ORDER BY pan').all() as CardRow[]).map(toView);
+  }
+
+  /** @throws POSKEY_ERR_LEDGER_NOT_FOUND */
+  balanceOf(pan: string): number {
+    const card = this.getCard(pan);
+    if (card === undefined) throw this.#notFound();
+    return card.balance;
+  }
+
+  /**
+   * Operator changes: status, balance, a reset of the wrong-PIN count.
+   * @throws POSKEY_ERR_LEDGER_CARD, POSKEY_ERR_LEDGER_NOT_FOUND
+   */
+  updateCard(
+    pan: string,
+    change: { status?: CardStatus; balance?: number; resetPinTries?: boolean },
+  ): CardView {
+    this.#assertOpen();
+    assertPan(pan);
+    if (change.status !== undefined) assertStatus(change.status);
+    if (change.balance !== undefined) assertBalance(change.balance);
+    const now = this.#clock().toISOString();
+    const run = this.#db.transaction(() => {
+      const row = this.#stmt('SELECT * FROM cards WHERE pan = ?').get(pan) as CardRow | undefined;
+      if (row === undefined) throw this.#notFound();
+      this.#stmt('UPDATE cards SET status = ?, balance = ?, pin_tries = ?, updated_at = ? WHERE id = ?').run(
+        change.status ?? row.status,
+        change.balance ?? row.balance,
+        change.resetPinTries ? 0 : row.pin_tries,
+        now,
+        row.id,
+      );
+    });
+    try {
+      run.immediate();
+    } catch (e) {
+      throw ioError(e);
+    }
+    return this.#view(pan);
+  }
+
+  /**
+   * Decides and applies one request atomically: a stored row for this key answers a matching
+   * retransmission (no second effect) and a different request with 94; otherwise `decide` sees the
+   * card (undefined when unknown) and its decision is applied with a new row, all in one IMMEDIATE
+   * transaction that is durable when this returns. If `decide` throws, nothing is written.
+   */
+  authorise(facts: AuthorisationFacts, decide: (card: Card | undefined) => Decision): AuthorisationOutcome {
+    this.#assertOpen();
+    const run = this.#db.transaction((): AuthorisationOutcome => {
+      const row = this.#stmt('SELECT * FROM cards WHERE pan = ?').get(facts.pan) as CardRow | undefined;
+      const cardId = row?.id ?? null;
+      const existing = this.#stmt(
+        'SELECT * FROM authorisations WHERE acquirer_id = ? AND stan = ? AND rrn = ?',
+      ).get(facts.acquirerId, facts.stan, facts.rrn) as AuthRow | undefined;
+      if (existing !== undefined) {
+        return sameRequest(existing, facts, cardId)
+          ? replay(existing)
+          : { responseCode: DUPLICATE_CODE, replayed: false };
+      }
+      const card = row === undefined ? undefined : toCard(row);
+      const decision = decide(card);
+      return this.#apply(facts, card, decision);
+    });
+    try {
+      return run.immediate();
+    } catch (e) {
+      throw ioError(e);
+    }
+  }
+
+  #apply(facts: AuthorisationFacts, card: Card | undefined, d: Decision): AuthorisationOutcome {
+    const now = this.#clock().toISOString();
+    let balance = card?.balance;
+    if (card !== undefined && d.pinTries !== undefined) {
+      this.#stmt('UPDATE cards SET pin_tries = ?, updated_at = ? WHERE id = ?').run(d.pinTries, now, card.id);
+    }
+    if (card !== undefined && d.debit !== undefined && d.debit > 0) {
+      const done = this.#stmt(
+        'UPDATE cards SET balance = balance - ?, updated_at = ? WHERE id = ? AND balance >= ?',
+      ).run(d.debit, now, card.id, d.debit);
+      if (done.changes !== 1)
+        throw networkError('POSKEY_ERR_LEDGER_IO', 'debit exceeds the balance', 'debit');
+      balance = (balance as number) - d.debit;
+    }
+    const reported = d.reportBalance && balance !== undefined ? balance : null;
+    this.#stmt(
+      `INSERT INTO authorisations (acquirer_id, stan, rrn, mti, processing_code, card_id, pan_masked, amount,
+           currency, tid, mid, response_code, auth_code, balance_after, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      facts.acquirerId,
+      facts.stan,
+      facts.rrn,
+      facts.mti,
+      facts.processingCode,
+      card?.id ?? null,
+      maskPan(facts.pan),
+      facts.amount,
+      facts.currency,
+      facts.tid,
+      facts.mid,
+      d.responseCode,
+      d.authCode ?? null,
+      reported,
+      now,
+    );
+    const out: AuthorisationOutcome = { responseCode: d.responseCode, replayed: false };
+    if (d.authCode !== undefined) out.authCode = d.authCode;
+    if (reported !== null) out.balance = reported;
+    return out;
+  }
+
+  /** The stored row for a key, if any. */
+  findAuthorisation(key: AuthorisationKey): AuthorisationRecord | undefined {
+    this.#assertOpen();
+    const row = this.#stmt('SELECT * FROM authorisations WHERE acquirer_id = ? AND stan = ? AND rrn = ?').get(
+      key.acquirerId,
+      key.stan,
+      key.rrn,
+    ) as AuthRow | undefined;
+    return row === undefined ? undefined : toRecord(row);
+  }
+
+  /** Every authorisation in the order recorded (reconciliation, tests). */
+  listAuthorisations(): AuthorisationRecord[] {
+    this.#assertOpen();
+    return (this.#stmt('SELECT * FROM authorisations ORDER BY rowid').all() as AuthRow[]).map(toRecord);
+  }
+
+  getMeta(key: string): string | undefined {
+    this.#assertOpen();
+    const row = this.#stmt('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    return row?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.#assertOpen();
+    try {
+      this.#stmt(
+        'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+      ).run(key, value);
+    } catch (e) {
+      throw ioError(e);
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Closes the database (checkpointing the WAL). Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+
+  /** Prepared statements, kept (the hot path runs the same few). */
+  #stmt(sql: string): Database.Statement {
+    let stmt = this.#statements.get(sql);
+    if (stmt === undefined) {
+      stmt = this.#db.prepare(sql);
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  #view(pan: string): CardView {
+    const row = this.#stmt('SELECT * FROM cards WHERE pan = ?').get(pan) as CardRow | undefined;
+    if (row === undefined) throw this.#notFound();
+    return toView(row);
+  }
+
+  #notFound() {
+    return networkError('POSKEY_ERR_LEDGER_NOT_FOUND', 'no card with this PAN', 'pan');
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw networkError('POSKEY_ERR_LEDGER_CLOSED', 'the ledger is closed', 'ledger');
+  }
+}
