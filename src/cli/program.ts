@@ -5,6 +5,7 @@ import { registerHsmCommands } from './hsm.js';
 import { registerIsoCommands } from './iso.js';
 import { registerNetworkCommands } from './network.js';
 import { configureErrors } from './output.js';
+import { registerTerminalCommands } from './terminal.js';
 
 export const VERSION = '0.1.0';
 
@@ -30,5 +31,6 @@ export function buildProgram(): Command {
   registerHsmCommands(program);
   registerCaCommands(program);
   registerNetworkCommands(program);
+  registerTerminalCommands(program);
   return program;
 }
