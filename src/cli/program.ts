@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { registerCaCommands } from './ca.js';
 import { registerCryptoCommands } from './crypto.js';
+import { registerHostCommands } from './host.js';
 import { registerHsmCommands } from './hsm.js';
 import { registerIsoCommands } from './iso.js';
 import { registerNetworkCommands } from './network.js';
@@ -32,5 +33,6 @@ export function buildProgram(): Command {
   registerCaCommands(program);
   registerNetworkCommands(program);
   registerTerminalCommands(program);
+  registerHostCommands(program);
   return program;
 }
