@@ -8,6 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
+import { SM4_TPDU_DESTINATION } from '../protocol/unionpay-pos.js';
 import { hostError } from './errors.js';
 
 /** Defaults a bare `poskey host serve` runs with. */
@@ -141,6 +142,8 @@ export const hostConfigSchema = z.strictObject({
   macAlgorithm: z.enum(TERMINAL_MAC_ALGORITHMS).default('unionpay-ecb'),
   /** Per-terminal MAC profile (TID → algorithm), until the registry stores a profile. */
   terminalMac: z.record(z.string().length(8), z.enum(TERMINAL_MAC_ALGORITHMS)).default({}),
+  /** TPDU destination addresses (NII) whose terminals speak the SM4 dialect (16-byte field 52). */
+  sm4TpduDestinations: z.array(z.number().int().min(0).max(0xffff)).default([SM4_TPDU_DESTINATION]),
   /** 60.3 codes a sign-in may ask for. */
   signInCodes: z
     .array(z.enum(SIGN_IN_CODE_VALUES))

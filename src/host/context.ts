@@ -12,8 +12,8 @@
  */
 import type { Logger } from 'pino';
 import type { HsmClient, LmkKeyBlock } from '../hsm/api.js';
-import type { IsoMessage, TransactionName } from '../iso8583/index.js';
-import type { SecurityControl } from '../protocol/unionpay-pos.js';
+import type { Dialect, IsoMessage, TransactionName } from '../iso8583/index.js';
+import { POS_DIALECT, type SecurityControl } from '../protocol/unionpay-pos.js';
 import type { JournalRecord, JournalStatus, Repository, Terminal } from '../store/types.js';
 import type { HostConfig } from './config.js';
 import type { HostMetrics } from './metrics.js';
@@ -123,6 +123,8 @@ export class TxnContext {
   readonly body: Buffer;
   /** performance.now() when the frame arrived. */
   readonly receivedAt: number;
+  /** The terminal dialect of this frame, chosen by its TPDU destination (SM4 terminals: 16-byte field 52). */
+  dialect: Dialect = POS_DIALECT;
   req: IsoMessage = NO_MESSAGE;
   name: TransactionName | 'unparsable' = 'unknown';
 

@@ -9,7 +9,6 @@
  * per request).
  */
 import { classify, type TransactionName } from '../iso8583/index.js';
-import { POS_DIALECT } from '../protocol/unionpay-pos.js';
 import { type ContextKey, INITIAL_CONTEXT_KEYS, type Step, type TxnContext } from './context.js';
 import { hostError } from './errors.js';
 import { runPipeline } from './pipeline.js';
@@ -75,7 +74,7 @@ export class Router {
    * are not requests: false, and nothing runs.
    */
   async dispatch(ctx: TxnContext): Promise<boolean> {
-    const c = classify(POS_DIALECT, ctx.req);
+    const c = classify(ctx.dialect, ctx.req);
     if (c.direction !== 'request') return false;
     ctx.name = c.name;
     ctx.host.metrics.transaction(c.name);

@@ -33,7 +33,7 @@ import {
   TPDU_LENGTH,
   unpack,
 } from '../iso8583/index.js';
-import { POS_DIALECT, RC } from '../protocol/unionpay-pos.js';
+import { POS_SM4_DIALECT, RC } from '../protocol/unionpay-pos.js';
 import type { Repository } from '../store/types.js';
 import { type HostConfig, type HostConfigInput, parseHostConfig } from './config.js';
 import { type HostRuntime, type ReplySink, TxnContext, type ZoneKeys } from './context.js';
@@ -186,6 +186,7 @@ class HostServerImpl implements HostServer {
   readonly runtime: HostRuntime;
   readonly hostMetrics: HostMetrics;
   readonly #config: HostConfig;
+  readonly #sm4Destinations: ReadonlySet<number>;
   readonly #router: Router;
   readonly #net: Server;
   readonly #connections = new Set<TerminalConnection>();
@@ -198,6 +199,7 @@ class HostServerImpl implements HostServer {
   constructor(options: HostServerOptions) {
     const config = isParsed(options.config) ? options.config : parseHostConfig(options.config);
     this.#config = config;
+    this.#sm4Destinations = new Set(config.sm4TpduDestinations);
     this.hostMetrics = new HostMetrics();
     this.#profile = defineFramingProfile(
       { name: 'terminal', maxFrameSize: config.maxFrameSize, zeroLength: 'ignore' },
@@ -336,8 +338,9 @@ class HostServerImpl implements HostServer {
     const headerOffset = TPDU_LENGTH + (hasLri(payload, TPDU_LENGTH) ? LRI_LENGTH : 0);
     const ctx = new TxnContext(this.runtime, conn, payload, headerOffset, performance.now());
     metrics.count('requests');
+    if (this.#sm4Destinations.has(payload.readUInt16BE(1))) ctx.dialect = POS_SM4_DIALECT;
     try {
-      ctx.req = unpack(POS_DIALECT, ctx.body);
+      ctx.req = unpack(ctx.dialect, ctx.body);
     } catch (e) {
       this.#unparsable(conn, ctx, e);
       return;
@@ -366,7 +369,7 @@ class HostServerImpl implements HostServer {
     if (mti === undefined) return;
     ctx.name = 'unparsable';
     ctx.rc = RC.SYSTEM_MALFUNCTION;
-    conn.send(ctx, pack(POS_DIALECT, { 0: responseMti(mti), 39: RC.SYSTEM_MALFUNCTION }));
+    conn.send(ctx, pack(ctx.dialect, { 0: responseMti(mti), 39: RC.SYSTEM_MALFUNCTION }));
   }
 
   /** Bookkeeping for every reply: latency, and one debug line with the PAN masked. */

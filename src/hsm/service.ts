@@ -156,7 +156,7 @@ export interface HsmService {
   readonly httpPort: number | undefined;
   readonly dev: boolean;
   readonly lmks: { id: string; kcv: string; dev: boolean; default: boolean }[];
-  /** The HSM's diagnostics plus the service's: audit log position, payShield connection counters. */
+  /** The HSM's diagnostics plus the service's: audit log position, payShield connection counters (what GET /diagnostics answers). */
   diagnostics(): ServiceDiagnostics;
   /** Stops listening, lets in-flight work finish, closes files, zeroises keys. Idempotent. */
   close(): Promise<void>;
@@ -298,12 +298,11 @@ export async function startHsmService(
     });
     const httpPort = config.http
       ? await startHttp(
-          running,
+          { hsm: running, audit, diagnostics },
           { ...config, tokens: httpTokens(config, log) },
           dataDir,
           tls,
           closers,
-          diagnostics,
         )
       : undefined;
     return makeService({
@@ -393,29 +392,28 @@ function closeServer(server: NetServer & { closeIdleConnections?: () => void }):
 }
 
 /**
- * The HTTP API. The app is built by `createHsmHttpApp` and served by a node http(s) server of ours
- * handing each request to the app's router: that is how TLS is added without the app knowing.
+ * The HTTP API. The app is built by `createHsmHttpApp` (with the service's audit log, so every
+ * key-management call is audited, and the service's diagnostics for GET /diagnostics) and served
+ * by a node http(s) server of ours handing each request to the app's router: that is how TLS is
+ * added without the app knowing.
  */
 async function startHttp(
-  hsm: Hsm,
+  parts: { hsm: Hsm; audit: AuditLog; diagnostics: () => ServiceDiagnostics },
   config: HsmServiceConfig,
   dataDir: string,
   tls: TlsFiles | undefined,
   closers: Closer[],
-  diagnostics: () => ServiceDiagnostics,
 ): Promise<number> {
   const { createHsmHttpApp } = await import('./http/server.js');
   const keyTable = KeyTable.inDataDir(dataDir);
   closers.push({ name: 'key table', close: () => keyTable.close() });
   const app = createHsmHttpApp({
-    hsm,
+    ...parts,
     keyTable,
     tokens: config.tokens,
     logger: config.logLevel === 'silent' ? false : { level: config.logLevel, stream: process.stderr },
   });
   closers.push({ name: 'HTTP app', close: () => app.close() });
-  // Behind the app's token check like every route: LMK KCVs, version, uptime, counters.
-  app.get('/diagnostics', async () => diagnostics());
   await app.ready();
   const handler = (req: IncomingMessage, res: ServerResponse) => app.routing(req, res);
   const server = tls === undefined ? createHttpServer(handler) : createHttpsServer(tlsOptions(tls), handler);

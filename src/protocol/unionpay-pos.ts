@@ -9,6 +9,21 @@ import { getDialect, type IsoMessage, pack, type Subfields } from '../iso8583/in
 
 export const POS_DIALECT = getDialect('unionpay-pos');
 
+/**
+ * SM4 terminals send a 16-byte PIN block in field 52. Field 52 comes before anything that names the
+ * terminal, so the host cannot pick the layout from the registry: SM4 terminals are routed by their
+ * TPDU destination address (NII), as acquirers route terminal populations, to this dialect.
+ */
+export const POS_SM4_DIALECT = getDialect('unionpay-pos-sm4');
+
+/** The TPDU destination SM4 terminals use by default, and the host maps to POS_SM4_DIALECT. */
+export const SM4_TPDU_DESTINATION = 0x0006;
+
+/** The terminal-side dialect for a terminal's key algorithm. */
+export function posDialectFor(algorithm: 'des' | 'tdes' | 'sm4'): typeof POS_DIALECT {
+  return algorithm === 'sm4' ? POS_SM4_DIALECT : POS_DIALECT;
+}
+
 /** Response codes (field 39) as the POS spec uses them; A0 and 99 make the terminal sign in again. */
 export const RC = Object.freeze({
   APPROVED: '00',

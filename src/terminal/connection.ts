@@ -16,7 +16,7 @@ import {
   type TerminalHeader,
   type Tpdu,
 } from '../iso8583/framing.js';
-import { type IsoMessage, unpack } from '../iso8583/index.js';
+import { type Dialect, type IsoMessage, unpack } from '../iso8583/index.js';
 import { POS_DIALECT } from '../protocol/unionpay-pos.js';
 import { TerminalErrorCode as E, TerminalError } from './errors.js';
 
@@ -49,6 +49,8 @@ export interface ConnectionOptions {
   port: number;
   tpdu?: Tpdu;
   header?: TerminalHeader;
+  /** The terminal dialect responses are read with (SM4 terminals: 16-byte field 52). */
+  dialect?: Dialect;
   /** Default 5000 ms. */
   connectTimeoutMs?: number;
   onFrame?: (event: FrameEvent) => void;
@@ -83,6 +85,7 @@ export class TerminalConnection {
   readonly host: string;
   readonly port: number;
   readonly #tpdu: Tpdu;
+  readonly #dialect: Dialect;
   readonly #header: TerminalHeader;
   readonly #connectTimeoutMs: number;
   readonly #onFrame: ((event: FrameEvent) => void) | undefined;
@@ -95,6 +98,7 @@ export class TerminalConnection {
     this.host = options.host;
     this.port = options.port;
     this.#tpdu = options.tpdu ?? DEFAULT_TPDU;
+    this.#dialect = options.dialect ?? POS_DIALECT;
     this.#header = options.header ?? DEFAULT_HEADER;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 5000;
     this.#onFrame = options.onFrame;
@@ -232,7 +236,7 @@ export class TerminalConnection {
     let message: IsoMessage;
     try {
       envelope = parseEnvelope(payload, TERMINAL_PROFILE);
-      message = unpack(POS_DIALECT, envelope.body);
+      message = unpack(this.#dialect, envelope.body);
     } catch (e) {
       this.#onFrame?.({ direction: 'received', length: payload.length, error: e });
       return;

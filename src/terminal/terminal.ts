@@ -20,11 +20,11 @@
  */
 import { toHex } from '../crypto/bytes.js';
 import { isPoskeyError } from '../errors.js';
-import { type IsoMessage, pack, type Subfields } from '../iso8583/index.js';
-import { POS_DIALECT, RC, RE_SIGN_IN_CODES } from '../protocol/unionpay-pos.js';
+import { type Dialect, type IsoMessage, pack, type Subfields } from '../iso8583/index.js';
+import { posDialectFor, RC, RE_SIGN_IN_CODES, SM4_TPDU_DESTINATION } from '../protocol/unionpay-pos.js';
 import { type CardInput, readCard } from './cards.js';
 import { type ResolvedTerminalConfig, resolveTerminalConfig, type TerminalConfig } from './config.js';
-import { type Exchange, type FrameEvent, TerminalConnection } from './connection.js';
+import { DEFAULT_TPDU, type Exchange, type FrameEvent, TerminalConnection } from './connection.js';
 import { TerminalErrorCode as E, PinPadError, PinPadErrorCode, TerminalError } from './errors.js';
 import {
   type Balance,
@@ -115,6 +115,7 @@ const REVERSAL_DONE = new Set(['00', RC.ORIGINAL_NOT_FOUND]);
 export class Terminal {
   readonly config: ResolvedTerminalConfig;
   readonly pinPad: PinPad;
+  readonly #dialect: Dialect;
   readonly #reversals: ReversalStore;
   readonly #state: TerminalStateStore;
   readonly #padStore: TerminalDeps['pinPadStore'];
@@ -130,6 +131,7 @@ export class Terminal {
 
   constructor(config: TerminalConfig, deps: TerminalDeps) {
     this.config = resolveTerminalConfig(config);
+    this.#dialect = posDialectFor(this.config.algorithm);
     if (deps?.pinPad === undefined) {
       throw new TerminalError(E.CONFIG, 'a terminal needs a PIN pad', { field: 'pinPad' });
     }
@@ -180,7 +182,7 @@ export class Terminal {
     const cfg = this.config;
     const stan = await this.#nextStan();
     const request = signInRequest(cfg, stan, this.#batch);
-    const ex = await this.#exchange(request, pack(POS_DIALECT, request));
+    const ex = await this.#exchange(request, pack(this.#dialect, request));
     const res = ex.message;
     this.#checkEcho(request, res);
     const code = res[39] as string | undefined;
@@ -211,7 +213,7 @@ export class Terminal {
     const stan = await this.#nextStan();
     const request = signOffRequest(this.config, stan, this.#batch);
     try {
-      const ex = await this.#exchange(request, pack(POS_DIALECT, request));
+      const ex = await this.#exchange(request, pack(this.#dialect, request));
       const code = ex.message[39] as string | undefined;
       const out = { approved: code === RC.APPROVED, responseText: describeResponseCode(code) };
       return code === undefined ? out : { ...out, responseCode: code };
@@ -503,7 +505,7 @@ export class Terminal {
 
   /** Packs with a zero MAC, MACs everything before field 64 (the MAB) and writes the MAC in place. */
   #macAndPack(msg: IsoMessage): Buffer {
-    const packed = pack(POS_DIALECT, { ...msg, 64: ZERO_MAC });
+    const packed = pack(this.#dialect, { ...msg, 64: ZERO_MAC });
     const mac = this.pinPad.mac(this.config.slots.mac, this.config.macAlgorithm, packed.subarray(0, -8));
     mac.copy(packed, packed.length - 8);
     msg[64] = toHex(mac);
@@ -553,10 +555,15 @@ export class Terminal {
   }
 
   #newConnection(): TerminalConnection {
-    const { host, port, tpdu, header, timeouts } = this.config;
+    const { host, port, header, timeouts } = this.config;
+    // SM4 terminals are routed to the host's SM4 dialect by their TPDU destination.
+    const tpdu =
+      this.config.tpdu ??
+      (this.config.algorithm === 'sm4' ? { ...DEFAULT_TPDU, destination: SM4_TPDU_DESTINATION } : undefined);
     return new TerminalConnection({
       host,
       port,
+      dialect: this.#dialect,
       connectTimeoutMs: timeouts.connectMs,
       ...(tpdu === undefined ? {} : { tpdu }),
       ...(header === undefined ? {} : { header }),

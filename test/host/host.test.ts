@@ -453,15 +453,18 @@ function hostSuite(dialect: Dialect, makeFixture: () => Promise<StoreFixture>): 
       }
     });
 
-    // The SM4 PIN block is 16 bytes and field 52 of the unionpay-pos dialect is b64 (8 bytes), so an
-    // SM4 terminal cannot send a PIN yet (reported); this covers the SM4 keys, TDK track and MAC.
-    it('serves an SM4 terminal (006): SM4 TDK track decryption and SM4 MACs both ways', async () => {
+    // SM4 terminals reach the SM4 dialect (16-byte field 52) by their TPDU destination.
+    it('serves an SM4 terminal (006): SM4 PIN block, TDK track decryption and SM4 MACs both ways', async () => {
       const t = await w.register(nextTid(), { algorithm: 'SM4' });
       const term = w.terminal(t, { trackEncryption: true });
       try {
-        const r = await term.purchase(swipe(CARDS.good), 321);
+        const r = await term.purchase(swipe(CARDS.good), 321, CARDS.good.pin);
         assert.equal(r.responseCode, '00', r.responseText);
-        assert.equal(r.macVerified, true);
+        const wrong = await term.purchase(swipe(CARDS.good), 321, '654321');
+        assert.equal(wrong.responseCode, '55', 'the PIN reached the network under the ZPK and was checked');
+        const again = await term.purchase(swipe(CARDS.good), 321);
+        assert.equal(again.responseCode, '00', again.responseText);
+        assert.equal(again.macVerified, true);
       } finally {
         await term.close();
       }

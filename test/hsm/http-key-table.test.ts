@@ -53,10 +53,12 @@ function code(expected: string, field?: string) {
 }
 
 describe('KeyTable', () => {
-  it('stores a key with a key-<16 hex> id, CREATE_COMPLETE, usage started', () => {
+  it('stores a key with a key-<uuid v4> id, CREATE_COMPLETE, usage started', () => {
     const { t, now } = table();
     const k = t.insert(rec());
-    assert.match(k.id, /^key-[0-9a-f]{16}$/);
+    assert.match(k.id, /^key-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    // No run of 16 hex digits: the audit log takes the id (it refuses such runs as key material).
+    assert.doesNotMatch(k.id, /[0-9a-f]{16}/);
     assert.equal(k.state, 'CREATE_COMPLETE');
     assert.equal(k.enabled, true);
     assert.equal(k.created, now.t);

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { AuditLog, type AuditRecord, verifyAuditLog } from '../../src/hsm/audit.js';
 import { Hsm } from '../../src/hsm/hsm.js';
-import { KeyTable } from '../../src/hsm/http/key-table.js';
-import { createHsmHttpApp } from '../../src/hsm/http/server.js';
+import { KEY_TABLE_FILE, KeyTable } from '../../src/hsm/http/key-table.js';
+import { createHsmHttpApp, type HsmHttpOptions } from '../../src/hsm/http/server.js';
 import { generateDevLmk, LmkSet } from '../../src/hsm/lmk.js';
 import { loadVectors } from '../helpers/vectors.js';
 
@@ -29,11 +31,11 @@ const AES = COMPONENTS[2]!;
 type Body = Record<string, any>;
 
 /** A real Hsm (dev LMK) and a real SQLite key table in a temp directory, driven with inject(). */
-function setup(clock?: () => number) {
+function setup(clock?: () => number, more: Partial<HsmHttpOptions> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'poskey-http-keys-'));
-  const hsm = new Hsm({ lmks: new LmkSet([generateDevLmk()]) });
+  const hsm = new Hsm({ lmks: new LmkSet([generateDevLmk()]), ...(more.audit ? { audit: more.audit } : {}) });
   const keyTable = KeyTable.inDataDir(dir, clock ? { clock } : {});
-  const app = createHsmHttpApp({ hsm, keyTable, tokens: [TOKEN], logger: false });
+  const app = createHsmHttpApp({ hsm, keyTable, tokens: [TOKEN], logger: false, ...more });
   const call = async (method: string, url: string, payload?: unknown) => {
     const res = await app.inject({
       method: method as 'GET',
@@ -49,7 +51,7 @@ function setup(clock?: () => number) {
     hsm.destroy();
     rmSync(dir, { recursive: true, force: true });
   };
-  return { app, hsm, keyTable, call, close };
+  return { app, hsm, keyTable, dir, call, close };
 }
 
 type Env = ReturnType<typeof setup>;
@@ -97,7 +99,7 @@ describe('HTTP API: CreateKey, GetKey, ListKeys', () => {
     const res = await env.call('POST', '/keys', { keyType: 'ZPK', keyAlgorithm: 'TDES_2KEY' });
     assert.equal(res.status, 200);
     const key = res.body.key;
-    assert.match(key.keyId, /^key-[0-9a-f]{16}$/);
+    assert.match(key.keyId, /^key-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     assert.equal(key.keyArn, `arn:poskey:hsm:local:key/${key.keyId}`);
     assert.equal(key.keyType, 'ZPK');
     assert.deepEqual(key.keyAttributes.keyUsage, 'TR31_P0_PIN_ENCRYPTION_KEY');
@@ -618,5 +620,231 @@ describe('HTTP API: aliases', () => {
       'POSKEY_ERR_VALIDATION',
       'keyArn',
     );
+  });
+});
+
+describe('HTTP API: audit records of key management', () => {
+  const now = { t: Date.UTC(2025, 5, 1) };
+  let env: Env;
+  let audit: AuditLog;
+  let auditDir: string;
+  before(async () => {
+    auditDir = mkdtempSync(join(tmpdir(), 'poskey-http-audit-'));
+    audit = await AuditLog.open(join(auditDir, 'audit.log'));
+    env = setup(() => now.t, { audit });
+  });
+  after(async () => {
+    await env.close();
+    await audit.close();
+    rmSync(auditDir, { recursive: true, force: true });
+  });
+
+  /** The records written since `from` (a sequence number), once on disk. */
+  async function since(from: number): Promise<AuditRecord[]> {
+    await audit.flush();
+    return readFileSync(audit.path, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as AuditRecord)
+      .filter((r) => r.seq > from);
+  }
+  const apiOnly = (rs: AuditRecord[]) =>
+    rs.filter((r) => r.action.startsWith('api.') || r.action === 'key.purge');
+
+  it('records every lifecycle call with the actor, key id, KCV and result', async () => {
+    const start = audit.lastSeq;
+    const zpk = await create(env, { keyType: 'ZPK', keyAlgorithm: 'TDES_2KEY', alias: 'alias/a/zpk' });
+    const kek = await create(env, { keyType: 'KEK', keyAlgorithm: 'TDES_2KEY' });
+    const imported = await importComponents(env, 'ZPK', 'TDES_2KEY', TDES2, { exportability: 'SENSITIVE' });
+    const ok = async (method: string, url: string, body?: Body) => {
+      const res = await env.call(method, url, body);
+      assert.equal(res.status, 200, `${method} ${url} ${JSON.stringify(res.body)}`);
+    };
+    await ok('POST', `/keys/${zpk.keyId}/stop-usage`);
+    await ok('POST', `/keys/${zpk.keyId}/start-usage`);
+    await ok('POST', `/keys/${imported.keyId}/export`, {
+      wrappingKeyIdentifier: kek.keyId,
+      format: 'legacy',
+    });
+    await ok('DELETE', `/keys/${zpk.keyId}?deleteKeyInDays=3`);
+    await ok('POST', `/keys/${zpk.keyId}/restore`);
+    await ok('POST', '/aliases', { aliasName: 'alias/a/two', keyArn: imported.keyArn });
+    await ok('PUT', `/aliases/${encodeURIComponent('alias/a/two')}`, { keyArn: zpk.keyId });
+    await ok('DELETE', `/aliases/${encodeURIComponent('alias/a/two')}`);
+    // Reads are not key management: no records.
+    await ok('GET', `/keys/${zpk.keyId}`);
+    await ok('GET', '/aliases');
+
+    const records = await since(start);
+    const actor = records.find((r) => r.action === 'api.CreateKey')!.actor;
+    assert.match(actor, /^token:[0-9a-f]{12}$/);
+    const api = records.filter((r) => r.action.startsWith('api.'));
+    assert.deepEqual(
+      api.map((r) => [r.action, r.keyId, r.kcv, r.result]),
+      [
+        ['api.CreateKey', zpk.keyId, zpk.keyCheckValue, 'ok'],
+        ['api.CreateKey', kek.keyId, kek.keyCheckValue, 'ok'],
+        ['api.ImportKey', imported.keyId, imported.keyCheckValue, 'ok'],
+        ['api.StopKeyUsage', zpk.keyId, zpk.keyCheckValue, 'ok'],
+        ['api.StartKeyUsage', zpk.keyId, zpk.keyCheckValue, 'ok'],
+        ['api.ExportKey', imported.keyId, imported.keyCheckValue, 'ok'],
+        ['api.DeleteKey', zpk.keyId, zpk.keyCheckValue, 'ok'],
+        ['api.RestoreKey', zpk.keyId, zpk.keyCheckValue, 'ok'],
+        ['api.CreateAlias', imported.keyId, imported.keyCheckValue, 'ok'],
+        ['api.UpdateAlias', zpk.keyId, zpk.keyCheckValue, 'ok'],
+        ['api.DeleteAlias', zpk.keyId, zpk.keyCheckValue, 'ok'],
+      ],
+    );
+    for (const r of api) assert.equal(r.actor, actor);
+    const detail = (action: string) => api.find((r) => r.action === action)!.detail!;
+    assert.equal(detail('api.ImportKey'), 'ZPK TDES_2KEY from 2 clear components');
+    assert.equal(detail('api.ExportKey'), `legacy under ${kek.keyId}`);
+    assert.match(detail('api.DeleteKey'), /^deletion on 2025-06-04T/);
+    assert.equal(detail('api.UpdateAlias'), `alias/a/two -> ${zpk.keyId}`);
+    // The HSM's own records sit next to the API's (same actor), and the chain holds.
+    assert.deepEqual(
+      records.filter((r) => r.action.startsWith('key.')).map((r) => r.action),
+      ['key.generate', 'key.generate', 'key.import', 'key.export'],
+    );
+    const text = readFileSync(audit.path, 'utf8');
+    for (const c of TDES2.components) assert.equal(text.toUpperCase().includes(c.toUpperCase()), false);
+    assert.equal((await verifyAuditLog(audit.path)).ok, true);
+  });
+
+  it('records refused calls with the error code, but not unauthenticated ones', async () => {
+    const key = await create(env, { keyType: 'TAK', keyAlgorithm: 'TDES_2KEY' });
+    const start = audit.lastSeq;
+    const unknown = 'key-00000000-0000-4000-8000-000000000000';
+    refused(await env.call('POST', `/keys/${unknown}/stop-usage`), 404, 'POSKEY_ERR_KEY_NOT_FOUND');
+    refused(await env.call('POST', `/keys/${key.keyId}/restore`), 409, 'POSKEY_ERR_KEY_STATE');
+    refused(
+      await env.call('DELETE', `/keys/${key.keyId}?deleteKeyInDays=1`),
+      400,
+      'POSKEY_ERR_VALIDATION',
+      'deleteKeyInDays',
+    );
+    refused(await env.call('POST', '/keys', { keyAlgorithm: 'TDES_2KEY' }), 400, 'POSKEY_ERR_VALIDATION');
+    refused(await env.call('POST', '/aliases', { aliasName: 'alias/a/zpk' }), 409, 'POSKEY_ERR_ALIAS_EXISTS');
+    const anonymous = await env.app.inject({ method: 'POST', url: `/keys/${key.keyId}/stop-usage` });
+    assert.equal(anonymous.statusCode, 401);
+    const records = apiOnly(await since(start));
+    assert.deepEqual(
+      records.map((r) => [r.action, r.keyId, r.kcv, r.result, r.detail]),
+      [
+        ['api.StopKeyUsage', unknown, undefined, 'error', 'POSKEY_ERR_KEY_NOT_FOUND'],
+        ['api.RestoreKey', key.keyId, key.keyCheckValue, 'error', 'POSKEY_ERR_KEY_STATE'],
+        ['api.DeleteKey', key.keyId, undefined, 'error', 'POSKEY_ERR_VALIDATION'],
+        ['api.CreateKey', undefined, undefined, 'error', 'POSKEY_ERR_VALIDATION: ? TDES_2KEY'],
+        ['api.CreateAlias', undefined, undefined, 'error', 'POSKEY_ERR_ALIAS_EXISTS: alias/a/zpk'],
+      ],
+    );
+  });
+
+  it('records a purge when the deletion date passes, with the clock as the actor', async () => {
+    const key = await create(env, { keyType: 'ZEK', keyAlgorithm: 'AES_128' });
+    assert.equal((await env.call('DELETE', `/keys/${key.keyId}?deleteKeyInDays=3`)).status, 200);
+    const start = audit.lastSeq;
+    now.t += 4 * DAY;
+    const got = await env.call('GET', `/keys/${key.keyId}`);
+    assert.equal(got.body.key.keyState, 'DELETE_COMPLETE');
+    const records = apiOnly(await since(start));
+    assert.deepEqual(
+      records.map((r) => [r.actor, r.action, r.keyId, r.kcv, r.result, r.detail]),
+      [['system', 'key.purge', key.keyId, key.keyCheckValue, 'ok', 'ZEK: deletion date passed']],
+    );
+  });
+
+  it('finds keys with ids of the first format (key-<16 hex>) and masks them in the log', async () => {
+    const key = await create(env, { keyType: 'ZPK', keyAlgorithm: 'TDES_2KEY' });
+    const old = 'key-0123456789abcdef';
+    const Database = createRequire(import.meta.url)('better-sqlite3') as new (
+      p: string,
+    ) => { prepare(s: string): { run(...a: unknown[]): unknown }; close(): void };
+    const db = new Database(join(env.dir, KEY_TABLE_FILE));
+    db.prepare('UPDATE keys SET id = ? WHERE id = ?').run(old, key.keyId);
+    db.close();
+    assert.equal((await env.call('GET', `/keys/${old}`)).body.key.keyId, old);
+    const start = audit.lastSeq;
+    assert.equal((await env.call('POST', `/keys/${old}/stop-usage`)).status, 200);
+    const [r] = apiOnly(await since(start));
+    assert.deepEqual([r?.action, r?.keyId, r?.result], ['api.StopKeyUsage', 'key-[hex]', 'ok']);
+  });
+
+  it('refuses key management for an actor name the log would refuse, and no one else', async () => {
+    const hexy = setup(undefined, {
+      audit,
+      tokens: (t) => (t === TOKEN ? 'ops 0123456789abcdef0123' : undefined),
+    });
+    try {
+      refused(
+        await hexy.call('POST', '/keys', { keyType: 'ZPK', keyAlgorithm: 'TDES_2KEY' }),
+        400,
+        'POSKEY_ERR_AUDIT_SECRET',
+      );
+      assert.equal((await hexy.call('GET', '/keys')).status, 200);
+      // The log is fine: other apps' callers carry on.
+      await create(env, { keyType: 'ZPK', keyAlgorithm: 'TDES_2KEY' });
+    } finally {
+      await hexy.close();
+    }
+  });
+
+  it('fails closed once the log cannot be written: 503, and later calls refused before the table', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'poskey-http-audit-closed-'));
+    const log = await AuditLog.open(join(dir, 'audit.log'));
+    const closing = setup(undefined, { audit: log });
+    try {
+      const key = await create(closing, { keyType: 'ZPK', keyAlgorithm: 'TDES_2KEY' });
+      await log.close();
+      refused(await closing.call('POST', `/keys/${key.keyId}/stop-usage`), 503, 'POSKEY_ERR_AUDIT_CLOSED');
+      refused(await closing.call('POST', `/keys/${key.keyId}/start-usage`), 503, 'POSKEY_ERR_AUDIT_IO');
+      assert.equal((await closing.call('GET', `/keys/${key.keyId}`)).body.key.enabled, false);
+      refused(
+        await closing.call('POST', '/aliases', { aliasName: 'alias/never' }),
+        503,
+        'POSKEY_ERR_AUDIT_IO',
+      );
+      refused(
+        await closing.call('GET', `/aliases/${encodeURIComponent('alias/never')}`),
+        404,
+        'POSKEY_ERR_ALIAS_NOT_FOUND',
+      );
+    } finally {
+      await closing.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('HTTP API: GET /diagnostics', () => {
+  it('needs a token and answers the HSM diagnostics with the audit position, or the given function', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'poskey-http-diag-'));
+    const log = await AuditLog.open(join(dir, 'audit.log'));
+    const env = setup(undefined, { audit: log });
+    const custom = setup(undefined, {
+      diagnostics: () => ({ ...custom.hsm.diagnostics(), dev: true, extra: 'dropped' }),
+    });
+    try {
+      await create(env, { keyType: 'ZPK', keyAlgorithm: 'TDES_2KEY' });
+      assert.equal((await env.app.inject({ method: 'GET', url: '/diagnostics' })).statusCode, 401);
+      const d = await env.call('GET', '/diagnostics');
+      assert.equal(d.status, 200);
+      assert.deepEqual(d.body.lmks, [{ id: '00', kcv: env.hsm.diagnostics().lmks[0]!.kcv, dev: true }]);
+      assert.equal(d.body.counters['generateKey.ok'], 1);
+      assert.equal(typeof d.body.uptimeSeconds, 'number');
+      assert.deepEqual(Object.keys(d.body.keyCache).sort(), ['evictions', 'hits', 'misses', 'size']);
+      await log.flush();
+      assert.equal(d.body.audit.lastSeq, 2);
+      assert.equal(d.body.audit.file, log.path);
+      const c = await custom.call('GET', '/diagnostics');
+      assert.equal(c.body.dev, true);
+      assert.equal(c.body.extra, undefined);
+      assert.equal(c.body.audit, undefined);
+    } finally {
+      await env.close();
+      await custom.close();
+      await log.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -33,6 +33,7 @@ const OPERATIONS = [
   'VerifyMac',
   'EncryptData',
   'DecryptData',
+  'GetDiagnostics',
   'GetOpenApiDocument',
 ];
 

@@ -221,6 +221,12 @@ describe('startHsmService restart on the sealed LMK', () => {
     const held = first.hsm.generateKey({ keyType: 'TAK', algorithm: 'tdes2' });
     const unauth = await http(first, 'GET', '/keys', undefined, newApiToken());
     assert.equal(unauth.status, 401);
+    // GET /diagnostics is the app's route, fed the service's diagnostics (payShield counters, audit).
+    const diag = await http(first, 'GET', '/diagnostics');
+    assert.equal(diag.status, 200);
+    assert.equal((diag.body.payShield as { commands: Record<string, number> }).commands.NC, 1);
+    assert.equal((diag.body.audit as { file: string }).file, join(d, AUDIT_FILE));
+    assert.equal(diag.body.dev, false);
     await first.close();
     await first.close(); // idempotent
     await first.closed;
@@ -240,13 +246,21 @@ describe('startHsmService restart on the sealed LMK', () => {
     }
     const v = await verifyAuditLog(join(d, AUDIT_FILE));
     assert.equal(v.ok, true);
-    const actions = (await readFile(join(d, AUDIT_FILE), 'utf8'))
+    const records = (await readFile(join(d, AUDIT_FILE), 'utf8'))
       .trim()
       .split('\n')
-      .map((l) => (JSON.parse(l) as { action: string }).action);
+      .map((l) => JSON.parse(l) as { action: string; actor: string; keyId?: string; kcv?: string });
+    const actions = records.map((r) => r.action);
+    const api = records.find((r) => r.action === 'api.CreateKey')!;
+    assert.equal(api.keyId, key.keyArn.split('/').pop());
+    assert.equal(api.kcv, key.keyCheckValue);
+    assert.match(api.actor, /^token:[0-9a-f]{12}$/);
+    // The HTTP create is recorded twice: by the HSM (key.generate, by KCV) and by the API (api.CreateKey,
+    // with the table's key id); the in-process key only by the HSM.
     assert.deepEqual(actions, [
       'hsm.start',
       'key.generate',
+      'api.CreateKey',
       'key.generate',
       'hsm.stop',
       'hsm.start',

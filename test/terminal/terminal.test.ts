@@ -27,8 +27,21 @@ import {
   replyEnvelope,
   TERMINAL_PROFILE,
 } from '../../src/iso8583/framing.js';
-import { type IsoMessage, joinKeyBlock, pack, type Subfields, unpack } from '../../src/iso8583/index.js';
-import { macBlock, POS_DIALECT, transformTrack } from '../../src/protocol/unionpay-pos.js';
+import {
+  type Dialect,
+  type IsoMessage,
+  joinKeyBlock,
+  pack,
+  type Subfields,
+  unpack,
+} from '../../src/iso8583/index.js';
+import {
+  macBlock,
+  POS_DIALECT,
+  POS_SM4_DIALECT,
+  SM4_TPDU_DESTINATION,
+  transformTrack,
+} from '../../src/protocol/unionpay-pos.js';
 import { TEST_CARDS, testCard, track2Of } from '../../src/terminal/cards.js';
 import type { TerminalConfig } from '../../src/terminal/config.js';
 import { type FrameEvent, TerminalConnection } from '../../src/terminal/connection.js';
@@ -126,14 +139,15 @@ class FakePosp {
     socket.on('data', (chunk) => {
       for (const payload of decoder.push(chunk)) {
         const env = parseEnvelope(payload, TERMINAL_PROFILE);
-        const req = unpack(POS_DIALECT, env.body);
+        const dialect = env.tpdu?.destination === SM4_TPDU_DESTINATION ? POS_SM4_DIALECT : POS_DIALECT;
+        const req = unpack(dialect, env.body);
         this.received.push(req);
-        void this.#answer(socket, env, req);
+        void this.#answer(socket, env, req, dialect);
       }
     });
   }
 
-  async #answer(socket: Socket, env: Envelope, req: IsoMessage): Promise<void> {
+  async #answer(socket: Socket, env: Envelope, req: IsoMessage, dialect: Dialect): Promise<void> {
     const scripted = await this.script?.(req, this);
     const reply = scripted === undefined ? this.answer(req) : scripted;
     if (reply === null || socket.destroyed) return;
@@ -142,13 +156,13 @@ class FakePosp {
     const mode =
       reply.mac ?? (t?.tak !== undefined && msg[0] !== '0810' && msg[0] !== '0830' ? 'good' : 'none');
     if (mode !== 'none' && t?.tak) {
-      const mac = fromHex(this.mac(t.tak, macBlock(msg)));
+      const mac = fromHex(this.mac(t.tak, macBlock(msg, dialect)));
       if (mode === 'bad') mac[7]! ^= 1;
       msg[64] = toHex(mac);
     }
     const out = replyEnvelope(
       env as Required<Pick<Envelope, 'tpdu' | 'header'>> & Envelope,
-      pack(POS_DIALECT, msg),
+      pack(dialect, msg),
       reply.processingRequirement === undefined ? {} : { processingRequirement: reply.processingRequirement },
     );
     socket.write(buildFrame(out, TERMINAL_PROFILE));
@@ -220,7 +234,7 @@ class FakePosp {
 
   #financial(t: HostTerminal, req: IsoMessage, base: IsoMessage): ReplySpec {
     if (!t.tak || !t.tpk) return { message: { ...base, 39: 'A7' }, mac: 'none' };
-    const mab = macBlock(req);
+    const mab = macBlock(req, t.algorithm === 'sm4' ? POS_SM4_DIALECT : POS_DIALECT);
     if (req[64] !== this.mac(t.tak, mab)) return { message: { ...base, 39: 'A0' }, mac: 'none' };
     const sc = req[53] as Subfields | undefined;
     let track = req[35] as string | undefined;
@@ -600,9 +614,7 @@ describe('Terminal: purchase and balance', () => {
     await t.close();
   });
 
-  it('works end to end: SM4 006 with a PIN', {
-    todo: 'field 52 of the unionpay-pos dialect is b64; the 16-byte SM4 PIN block does not fit (dialect decision pending)',
-  }, async () => {
+  it('works end to end: SM4 006 with a PIN (SM4 dialect, routed by TPDU destination)', async () => {
     const t = newTerminal({ algorithm: 'sm4' });
     try {
       const r = await t.purchase({ track2: track2Of(testCard('sm4-example')) }, 4321, '123654');

@@ -10,7 +10,7 @@
  */
 import type { IsoMessage } from '../../iso8583/index.js';
 import { pack } from '../../iso8583/index.js';
-import { POS_DIALECT, RC, RE_SIGN_IN_CODES } from '../../protocol/unionpay-pos.js';
+import { RC, RE_SIGN_IN_CODES } from '../../protocol/unionpay-pos.js';
 import { PREPARED, type Step, type TxnContext } from '../context.js';
 import { RE_SIGN_IN } from './check-keys.js';
 import { responseMti } from './journal.js';
@@ -54,9 +54,9 @@ function minimalReply(ctx: TxnContext): Buffer {
   if (typeof req[41] === 'string') msg[41] = req[41];
   if (typeof req[42] === 'string') msg[42] = req[42];
   try {
-    return pack(POS_DIALECT, msg);
+    return pack(ctx.dialect, msg);
   } catch {
-    return pack(POS_DIALECT, { 0: msg[0], 39: RC.SYSTEM_MALFUNCTION });
+    return pack(ctx.dialect, { 0: msg[0], 39: RC.SYSTEM_MALFUNCTION });
   }
 }
 
@@ -87,7 +87,7 @@ export function respondStep(build: ReplyBuilder, macs = true): Step {
       msg[39] = ctx.rc;
       const withMac = macs && wantsMac(ctx, ctx.rc);
       if (withMac) msg[64] = ZERO_MAC;
-      body = pack(POS_DIALECT, msg);
+      body = pack(ctx.dialect, msg);
       if (withMac) await macInto(ctx, body);
     } catch (e) {
       ctx.host.log.error({ err: e, tid: ctx.tid, stan: ctx.stan, rc: ctx.rc }, 'reply could not be built');

@@ -162,6 +162,11 @@ const OTHER_CODES: Readonly<Record<string, ErrorSpec>> = Object.freeze({
     type: 'ServiceUnavailableException',
     doc: 'the audit log cannot be written; the HSM fails closed',
   },
+  POSKEY_ERR_AUDIT_CLOSED: {
+    status: 503,
+    type: 'ServiceUnavailableException',
+    doc: 'the audit log is closed (the service is shutting down)',
+  },
 });
 
 /** Default for any other poskey code: the input was refused (bad hex, key usage, KCV mismatch, …). */

@@ -10,9 +10,14 @@
  * States follow AWS: CREATE_COMPLETE → (DeleteKey) DELETE_PENDING → (deletion date passes)
  * DELETE_COMPLETE, or back to CREATE_COMPLETE with RestoreKey. A pending key whose date has passed
  * is purged (state DELETE_COMPLETE, block removed, aliases released) the next time the table is
- * touched, so the clock alone decides it: no timer has to run.
+ * touched, so the clock alone decides it: no timer has to run. `onPurge` listeners hear of each
+ * purge (the HTTP app audits it).
+ *
+ * Key ids are `key-` + a random UUID v4. Its longest run of hex digits is 12, so an id passes the
+ * audit log's rule against 16+ hex digits in a row (possible key material). Ids of the first
+ * format, `key-` + 16 hex digits, are still found by `get`.
  */
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -38,7 +43,7 @@ const DAY_MS = 86_400_000;
 export const MAX_PAGE = 100;
 
 export interface KeyRecord {
-  /** `key-` + 16 lower-case hex digits. */
+  /** `key-` + a UUID v4 (lower case); older tables may hold `key-` + 16 hex digits. */
   id: string;
   /** The TR-31 block under the LMK; undefined once DELETE_COMPLETE. */
   keyBlock: string | undefined;
@@ -85,6 +90,9 @@ export interface KeyTableOptions {
   /** Time source in ms since the epoch (tests inject one to cross a deletion date). */
   clock?: () => number;
 }
+
+/** Called after a purge with the keys it completed (state DELETE_COMPLETE, block gone). */
+export type PurgeListener = (keys: readonly KeyRecord[]) => void;
 
 // better-sqlite3 ships no types and @types/better-sqlite3 is not a dependency: the few calls used.
 interface Statement {
@@ -217,6 +225,7 @@ export class KeyTable {
   readonly #db: Database;
   readonly #clock: () => number;
   readonly #stmt: Record<string, Statement>;
+  readonly #purgeListeners = new Set<PurgeListener>();
 
   /**
    * Opens (creating, mode 0600) the table at `path`, or an in-memory one for ':memory:'.
@@ -277,6 +286,15 @@ export class KeyTable {
     };
   }
 
+  /**
+   * Listens for purges; returns the function that stops listening. A listener must not throw:
+   * the purge has happened by the time it is called, and the table call that triggered it goes on.
+   */
+  onPurge(listener: PurgeListener): () => void {
+    this.#purgeListeners.add(listener);
+    return () => this.#purgeListeners.delete(listener);
+  }
+
   /** Purges every pending key whose deletion date has passed; returns how many. */
   purgeExpired(): number {
     const due = this.#stmt.due!.all(this.#clock()) as { id: string }[];
@@ -290,6 +308,10 @@ export class KeyTable {
     })();
     // Checkpoint so the purged blocks' old pages leave the WAL file as well.
     this.#db.pragma('wal_checkpoint(TRUNCATE)');
+    if (this.#purgeListeners.size > 0) {
+      const purged = due.map(({ id }) => this.#row(id, 'keyIdentifier'));
+      for (const listener of this.#purgeListeners) listener(purged);
+    }
     return due.length;
   }
 
@@ -301,7 +323,7 @@ export class KeyTable {
 
   #newId(): string {
     for (;;) {
-      const id = `key-${randomBytes(8).toString('hex')}`;
+      const id = `key-${randomUUID()}`;
       if (this.#stmt.exists!.get(id) === undefined) return id;
     }
   }

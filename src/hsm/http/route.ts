@@ -5,6 +5,7 @@
  */
 import { isPoskeyError, PoskeyError } from '../../errors.js';
 import type { HsmApi, KeyType, LmkKeyBlock } from '../api.js';
+import type { ApiAuditFacts } from './audit.js';
 import { HttpApiError, mapField } from './errors.js';
 import type { KeyRecord, KeyTable } from './key-table.js';
 import type { Arns } from './model.js';
@@ -14,6 +15,8 @@ export interface RouteDeps {
   hsm: HsmApi;
   keys: KeyTable;
   arns: Arns;
+  /** What GET /diagnostics answers. */
+  diagnostics: () => unknown;
 }
 
 export interface RouteInput {
@@ -22,6 +25,11 @@ export interface RouteInput {
   body: unknown;
   /** Who is calling, for the HSM's audit log: `token:<12 hex of SHA-256(token)>` or the verifier's name. */
   actor: string;
+  /**
+   * Notes what an audited route's record says (key id, KCV, detail). Later notes add to or replace
+   * earlier ones; what is noted when the handler throws goes into the error record.
+   */
+  note(facts: ApiAuditFacts): void;
 }
 
 export interface RouteSpec {
@@ -33,6 +41,11 @@ export interface RouteSpec {
   tag: 'keys' | 'aliases' | 'data' | 'meta';
   /** Default true: the route needs a bearer token. */
   auth?: boolean;
+  /**
+   * Key management: every call, refused ones included, is appended to the audit log (when the
+   * app has one) as action `api.<operationId>`, before the answer goes out.
+   */
+  audited?: boolean;
   /** Success status, default 200. */
   status?: number;
   params?: JsonSchema;

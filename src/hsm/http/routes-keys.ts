@@ -2,11 +2,12 @@
  * Control plane, keys: CreateKey, ImportKey, ExportKey, GetKey, ListKeys, StartKeyUsage,
  * StopKeyUsage, DeleteKey, RestoreKey (AWS Payment Cryptography semantics, camelCase JSON).
  * Keys live in the key table as LMK key blocks; responses never carry a block or clear key.
+ * Every route but GetKey and ListKeys is audited: each notes the key id and KCV it concerns.
  */
 import type { CheckValue, KcvMethod } from '../../crypto/kcv.js';
 import type { ExportFormat, HsmApi, ImportSource, KeyInfo, KeyType, LmkKeyBlock } from '../api.js';
 import { HttpApiError } from './errors.js';
-import type { KeyOrigin, KeyRecord, KeyState } from './key-table.js';
+import { DEFAULT_DELETE_DAYS, type KeyOrigin, type KeyRecord, type KeyState } from './key-table.js';
 import {
   EXPORTABILITIES,
   KCV_ALGORITHMS,
@@ -19,7 +20,15 @@ import {
   keySummaryJson,
   USAGE_KEY_TYPES,
 } from './model.js';
-import { BASE_ERRORS, hsmCall, type RouteDeps, type RouteSpec, resolveKey, usableKey } from './route.js';
+import {
+  BASE_ERRORS,
+  hsmCall,
+  type RouteDeps,
+  type RouteInput,
+  type RouteSpec,
+  resolveKey,
+  usableKey,
+} from './route.js';
 import {
   createKeyBody,
   deleteKeyQuery,
@@ -61,6 +70,19 @@ interface ExportKeyBody {
 
 function respondKey(deps: RouteDeps, rec: KeyRecord): { key: Record<string, unknown> } {
   return { key: keyJson(rec, deps.arns, deps.keys.aliasesOf(rec.id)) };
+}
+
+/** The key a lifecycle call names, noted for its audit record before anything can fail. */
+function lifecycleKey(i: RouteInput, deps: RouteDeps): KeyRecord {
+  const key = resolveKey(deps, i.params.keyId!, 'keyId');
+  i.note({ keyId: key.id, kcv: key.kcv });
+  return key;
+}
+
+/** Answers with a key record after noting it for the audit record. */
+function respondNoted(i: RouteInput, deps: RouteDeps, rec: KeyRecord) {
+  i.note({ keyId: rec.id, kcv: rec.kcv });
+  return respondKey(deps, rec);
 }
 
 function assertAliasFree(deps: RouteDeps, alias: string | undefined): void {
@@ -106,9 +128,12 @@ function exportabilityOf(body: KeyCommonBody) {
   return body.exportability === undefined ? undefined : EXPORTABILITIES[body.exportability];
 }
 
-function createKey(body: CreateKeyBody, actor: string, deps: RouteDeps) {
+function createKey(i: RouteInput, deps: RouteDeps) {
+  const body = i.body as CreateKeyBody;
+  const actor = i.actor;
   const usage = body.keyUsage === undefined ? undefined : KEY_USAGES[body.keyUsage];
   const keyType = body.keyType ?? (usage === undefined ? undefined : USAGE_KEY_TYPES[usage]);
+  i.note({ detail: `${keyType ?? body.keyUsage ?? '?'} ${body.keyAlgorithm}` });
   if (keyType === undefined) {
     throw new HttpApiError('POSKEY_ERR_VALIDATION', 'keyType or keyUsage is required', { field: 'keyType' });
   }
@@ -134,7 +159,7 @@ function createKey(body: CreateKeyBody, actor: string, deps: RouteDeps) {
       { field: 'keyUsage' },
     );
   }
-  return respondKey(deps, store(deps, body, made, keyType, 'POSKEY_HSM'));
+  return respondNoted(i, deps, store(deps, body, made, keyType, 'POSKEY_HSM'));
 }
 
 /** HSM field names → request field names (see `hsmCall`). */
@@ -197,7 +222,22 @@ function importSource(deps: RouteDeps, m: ImportKeyBody['keyMaterial']): ImportS
     : { kind: 'components', components: k.components, kcvs: k.keyCheckValues };
 }
 
-function importKey(body: ImportKeyBody, actor: string, deps: RouteDeps) {
+/** How the key arrives, for the audit record (the KEK by table id; never the material). */
+function importDetail(body: ImportKeyBody): string {
+  const m = body.keyMaterial;
+  const how =
+    m.tr31KeyBlock !== undefined
+      ? `TR-31 block under ${m.tr31KeyBlock.wrappingKeyIdentifier}`
+      : m.keyCryptogram !== undefined
+        ? `cryptogram under ${m.keyCryptogram.wrappingKeyIdentifier}`
+        : `${m.keyComponents?.components.length ?? 0} clear components`;
+  return `${body.keyType} ${body.keyAlgorithm} from ${how}`;
+}
+
+function importKey(i: RouteInput, deps: RouteDeps) {
+  const body = i.body as ImportKeyBody;
+  const actor = i.actor;
+  i.note({ detail: importDetail(body) });
   assertAliasFree(deps, body.alias);
   const source = importSource(deps, body.keyMaterial);
   const fields = { ...CREATE_FIELDS, ...IMPORT_FIELDS[source.kind] };
@@ -212,11 +252,16 @@ function importKey(body: ImportKeyBody, actor: string, deps: RouteDeps) {
       actor,
     ),
   );
-  return respondKey(deps, store(deps, body, made, body.keyType, 'EXTERNAL'));
+  return respondNoted(i, deps, store(deps, body, made, body.keyType, 'EXTERNAL'));
 }
 
-function exportKey(keyId: string, body: ExportKeyBody, actor: string, deps: RouteDeps) {
-  const key = usableKey(deps, keyId, 'keyId', KEY_TYPES, 'export');
+function exportKey(i: RouteInput, deps: RouteDeps) {
+  const body = i.body as ExportKeyBody;
+  const actor = i.actor;
+  i.note({ detail: `${body.format} under ${body.wrappingKeyIdentifier}` });
+  const named = resolveKey(deps, i.params.keyId!, 'keyId');
+  i.note({ keyId: named.id, kcv: named.kcv });
+  const key = usableKey(deps, named.id, 'keyId', KEY_TYPES, 'export');
   const kek = usableKey(
     deps,
     body.wrappingKeyIdentifier,
@@ -224,6 +269,7 @@ function exportKey(keyId: string, body: ExportKeyBody, actor: string, deps: Rout
     KEY_FAMILIES.wrapping,
     'wrapping',
   );
+  i.note({ detail: `${body.format} under ${kek.id}` });
   const out = hsmCall(EXPORT_FIELDS, () =>
     deps.hsm.exportKey({ keyBlock: key.keyBlock, kek: kek.keyBlock, format: body.format }, actor),
   );
@@ -247,10 +293,11 @@ export const KEY_ROUTES: readonly RouteSpec[] = [
     operationId: 'CreateKey',
     summary: 'Generate a key under the LMK and store it',
     tag: 'keys',
+    audited: true,
     body: createKeyBody,
     response: keyResponse,
     errors: [...BASE_ERRORS, 409, 503],
-    handler: (i, d) => createKey(i.body as CreateKeyBody, i.actor, d),
+    handler: createKey,
   },
   {
     method: 'POST',
@@ -258,10 +305,11 @@ export const KEY_ROUTES: readonly RouteSpec[] = [
     operationId: 'ImportKey',
     summary: 'Import a key: TR-31 block or legacy cryptogram under a stored KEK, or clear components',
     tag: 'keys',
+    audited: true,
     body: importKeyBody,
     response: keyResponse,
     errors: withKey([409, 503]),
-    handler: (i, d) => importKey(i.body as ImportKeyBody, i.actor, d),
+    handler: importKey,
   },
   {
     method: 'POST',
@@ -269,11 +317,12 @@ export const KEY_ROUTES: readonly RouteSpec[] = [
     operationId: 'ExportKey',
     summary: 'Export a key under a stored KEK/TMK/ZMK as a TR-31 block or legacy cryptogram',
     tag: 'keys',
+    audited: true,
     params: keyIdParams,
     body: exportKeyBody,
     response: exportKeyResponse,
     errors: withKey([409, 503]),
-    handler: (i, d) => exportKey(i.params.keyId!, i.body as ExportKeyBody, i.actor, d),
+    handler: exportKey,
   },
   {
     method: 'GET',
@@ -312,11 +361,11 @@ export const KEY_ROUTES: readonly RouteSpec[] = [
     operationId: 'StartKeyUsage',
     summary: 'Enable a key for cryptographic operations',
     tag: 'keys',
+    audited: true,
     params: keyIdParams,
     response: keyResponse,
-    errors: withKey([409]),
-    handler: (i, d) =>
-      respondKey(d, d.keys.setEnabled(resolveKey(d, i.params.keyId!, 'keyId').id, true, 'keyId')),
+    errors: withKey([409, 503]),
+    handler: (i, d) => respondNoted(i, d, d.keys.setEnabled(lifecycleKey(i, d).id, true, 'keyId')),
   },
   {
     method: 'POST',
@@ -324,11 +373,11 @@ export const KEY_ROUTES: readonly RouteSpec[] = [
     operationId: 'StopKeyUsage',
     summary: 'Disable a key: data operations refuse it until usage is started again',
     tag: 'keys',
+    audited: true,
     params: keyIdParams,
     response: keyResponse,
-    errors: withKey([409]),
-    handler: (i, d) =>
-      respondKey(d, d.keys.setEnabled(resolveKey(d, i.params.keyId!, 'keyId').id, false, 'keyId')),
+    errors: withKey([409, 503]),
+    handler: (i, d) => respondNoted(i, d, d.keys.setEnabled(lifecycleKey(i, d).id, false, 'keyId')),
   },
   {
     method: 'DELETE',
@@ -336,14 +385,17 @@ export const KEY_ROUTES: readonly RouteSpec[] = [
     operationId: 'DeleteKey',
     summary: 'Schedule deletion after deleteKeyInDays (3–180, default 7); usage stops now',
     tag: 'keys',
+    audited: true,
     params: keyIdParams,
     querystring: deleteKeyQuery,
     response: keyResponse,
-    errors: withKey([409]),
+    errors: withKey([409, 503]),
     handler: (i, d) => {
       const days = (i.query as { deleteKeyInDays?: number }).deleteKeyInDays;
-      const id = resolveKey(d, i.params.keyId!, 'keyId').id;
-      return respondKey(d, d.keys.scheduleDeletion(id, days, 'keyId'));
+      i.note({ detail: `deletion in ${days ?? DEFAULT_DELETE_DAYS} days` });
+      const rec = d.keys.scheduleDeletion(lifecycleKey(i, d).id, days, 'keyId');
+      i.note({ detail: `deletion on ${new Date(rec.deleteAt ?? 0).toISOString()}` });
+      return respondNoted(i, d, rec);
     },
   },
   {
@@ -352,9 +404,10 @@ export const KEY_ROUTES: readonly RouteSpec[] = [
     operationId: 'RestoreKey',
     summary: 'Cancel a scheduled deletion; the key comes back disabled (start usage to use it)',
     tag: 'keys',
+    audited: true,
     params: keyIdParams,
     response: keyResponse,
-    errors: withKey([409]),
-    handler: (i, d) => respondKey(d, d.keys.restore(resolveKey(d, i.params.keyId!, 'keyId').id, 'keyId')),
+    errors: withKey([409, 503]),
+    handler: (i, d) => respondNoted(i, d, d.keys.restore(lifecycleKey(i, d).id, 'keyId')),
   },
 ];

@@ -53,7 +53,8 @@ function object(
   return { type: 'object', properties, required, additionalProperties: false, ...extra };
 }
 
-const KEY_ID = 'key-[0-9a-f]{16}';
+/** `key-` + a UUID v4, or the first format (`key-` + 16 hex digits) still found in older tables. */
+const KEY_ID = 'key-(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16})';
 const ALIAS = 'alias/[a-zA-Z0-9/_-]+';
 
 export const aliasName: JsonSchema = {
@@ -69,7 +70,7 @@ export const keyIdentifier: JsonSchema = {
   minLength: 7,
   maxLength: 322,
   pattern: `^(?:${KEY_ID}|${ALIAS}|arn:poskey:hsm:[a-z0-9-]{1,32}:(?:key/${KEY_ID}|${ALIAS}))$`,
-  description: 'key id (key-<16 hex>), alias name, or the ARN of either',
+  description: 'key id (key-<uuid>), alias name, or the ARN of either',
 };
 
 const keyType = enumOf(
@@ -126,7 +127,7 @@ const keyArn = { type: 'string', maxLength: 322 };
 export const keyObject = object(
   {
     keyArn,
-    keyId: { type: 'string', maxLength: 32 },
+    keyId: { type: 'string', maxLength: 40 },
     keyType: { type: 'string', maxLength: 8 },
     keyAttributes,
     keyCheckValue: { type: 'string', maxLength: 32 },
@@ -165,7 +166,7 @@ export const keyResponse = object({ key: keyObject }, ['key'], { title: 'KeyResp
 const keySummary = object(
   {
     keyArn,
-    keyId: { type: 'string', maxLength: 32 },
+    keyId: { type: 'string', maxLength: 40 },
     keyType: { type: 'string', maxLength: 8 },
     keyAttributes,
     keyCheckValue: { type: 'string', maxLength: 32 },
@@ -441,4 +442,47 @@ export const decryptResponse = object(
   { plainText: { type: 'string', maxLength: MAX_DATA_BYTES * 2 }, keyArn, keyCheckValue: { type: 'string' } },
   ['plainText', 'keyArn', 'keyCheckValue'],
   { title: 'DecryptDataResponse' },
+);
+
+// ---- Meta ----
+
+const count = { type: 'integer', minimum: 0 };
+const counts = { type: 'object', additionalProperties: count };
+
+/** GET /diagnostics: the HSM's diagnostics, plus what the service adds (audit position, payShield). */
+export const diagnosticsResponse = object(
+  {
+    version: { type: 'string', maxLength: 32 },
+    uptimeSeconds: { type: 'number', minimum: 0 },
+    dev: { type: 'boolean' },
+    lmks: {
+      type: 'array',
+      items: object({ id: { type: 'string' }, kcv: { type: 'string' }, dev: { type: 'boolean' } }, [
+        'id',
+        'kcv',
+        'dev',
+      ]),
+    },
+    counters: counts,
+    keyCache: object({ size: count, hits: count, misses: count, evictions: count }, [
+      'size',
+      'hits',
+      'misses',
+      'evictions',
+    ]),
+    audit: object({ file: { type: 'string' }, lastSeq: count, writes: count }, ['lastSeq', 'writes']),
+    payShield: object(
+      {
+        connections: count,
+        accepted: count,
+        refused: count,
+        frameErrors: count,
+        commands: counts,
+        errors: counts,
+      },
+      ['connections', 'accepted', 'refused', 'frameErrors', 'commands', 'errors'],
+    ),
+  },
+  ['version', 'uptimeSeconds', 'lmks', 'counters', 'keyCache'],
+  { title: 'Diagnostics' },
 );

@@ -1,8 +1,9 @@
 /**
  * The HSM's HTTP JSON API, modelled on AWS Payment Cryptography: a Fastify app built by a factory
  * (the caller listens; tests use `inject()`), one route table (routes-*.ts) that both Fastify and
- * the OpenAPI document are built from, one error handler, bearer-token auth, and pino logging that
- * never records request bodies and redacts tokens, PANs, PIN blocks and key material by path.
+ * the OpenAPI document are built from, one error handler, bearer-token auth, pino logging that
+ * never records request bodies and redacts tokens, PANs, PIN blocks and key material by path, and
+ * (given the HSM's audit log) one audit record per key-management call (audit.ts).
  */
 import Fastify, {
   type FastifyError,
@@ -11,7 +12,9 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import { isPoskeyError } from '../../errors.js';
-import type { HsmApi } from '../api.js';
+import type { Diagnostics, HsmApi } from '../api.js';
+import { AuditLog } from '../audit.js';
+import { type ApiAuditFacts, ApiAuditor, apiAction } from './audit.js';
 import { authenticate, type TokenVerifier, tokenListVerifier } from './auth.js';
 import {
   answerFor,
@@ -29,6 +32,7 @@ import type { RouteDeps, RouteSpec } from './route.js';
 import { ALIAS_ROUTES } from './routes-aliases.js';
 import { DATA_ROUTES } from './routes-data.js';
 import { KEY_ROUTES } from './routes-keys.js';
+import { META_ROUTES, OPENAPI_ROUTE } from './routes-meta.js';
 import type { JsonSchema } from './schemas.js';
 
 export interface HttpLoggerOptions {
@@ -51,6 +55,17 @@ export interface HsmHttpOptions {
   /** Largest request body in bytes; default 64 KiB. */
   bodyLimit?: number;
   openapi?: OpenApiInfo;
+  /**
+   * The HSM's audit log (the caller owns it and closes it after the app). Given, every
+   * key-management call and every purge is recorded (audit.ts); the app then fails closed when the
+   * log cannot be written.
+   */
+  audit?: AuditLog;
+  /**
+   * What GET /diagnostics answers (more fields may be added: `dev`, `audit`, `payShield`, see the
+   * Diagnostics schema); default: the HSM's diagnostics plus the audit log position.
+   */
+  diagnostics?: () => Diagnostics;
 }
 
 /**
@@ -70,18 +85,12 @@ export const REDACT_PATHS: readonly string[] = [
 ];
 
 /** The API's routes, without the OpenAPI document route. */
-export const HSM_ROUTES: readonly RouteSpec[] = [...KEY_ROUTES, ...ALIAS_ROUTES, ...DATA_ROUTES];
-
-const OPENAPI_ROUTE: RouteSpec = {
-  method: 'GET',
-  url: '/openapi.json',
-  operationId: 'GetOpenApiDocument',
-  summary: 'This OpenAPI 3.1 document (no token needed)',
-  tag: 'meta',
-  auth: false,
-  errors: [500],
-  handler: () => undefined,
-};
+export const HSM_ROUTES: readonly RouteSpec[] = [
+  ...KEY_ROUTES,
+  ...ALIAS_ROUTES,
+  ...DATA_ROUTES,
+  ...META_ROUTES,
+];
 
 /** The OpenAPI document of the API, the route serving it included. */
 export function hsmOpenApi(info?: OpenApiInfo): Record<string, unknown> {
@@ -94,6 +103,8 @@ const INSTANCE_RE = /^[a-z0-9-]{1,32}$/;
 interface RouteConfig {
   auth: boolean;
   numericQuery: readonly string[];
+  /** The audit action of a key-management route. */
+  audit?: string;
 }
 
 function checkOptions(opts: HsmHttpOptions): TokenVerifier {
@@ -109,6 +120,12 @@ function checkOptions(opts: HsmHttpOptions): TokenVerifier {
   const limit = opts.bodyLimit;
   if (limit !== undefined && (!Number.isInteger(limit) || limit < 1024 || limit > 1024 * 1024)) {
     throw new HttpConfigError('bodyLimit must be an integer from 1024 to 1048576', 'bodyLimit');
+  }
+  if (opts.audit !== undefined && !(opts.audit instanceof AuditLog)) {
+    throw new HttpConfigError('audit must be an AuditLog', 'audit');
+  }
+  if (opts.diagnostics !== undefined && typeof opts.diagnostics !== 'function') {
+    throw new HttpConfigError('diagnostics must be a function', 'diagnostics');
   }
   return typeof opts.tokens === 'function' ? opts.tokens : tokenListVerifier(opts.tokens);
 }
@@ -184,8 +201,12 @@ function bugReport(err: unknown): { type: string; message: string; stack?: strin
     : { type: e.name, message: mask(e.message), stack: mask(e.stack) };
 }
 
-function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const a = answer(err);
+function sendError(
+  err: unknown,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  a: HttpErrorAnswer = answer(err),
+): FastifyReply {
   if (a.internal) request.log.error({ err: bugReport(err) }, 'internal error');
   else if (a.status >= 500) request.log.error({ code: a.body.code, field: a.body.field }, 'request failed');
   else request.log.info({ code: a.body.code, field: a.body.field, status: a.status }, 'request refused');
@@ -198,7 +219,13 @@ function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply): 
  */
 export function createHsmHttpApp(opts: HsmHttpOptions): FastifyInstance {
   const verify = checkOptions(opts);
-  const deps: RouteDeps = { hsm: opts.hsm, keys: opts.keyTable, arns: new Arns(opts.instance ?? 'local') };
+  const auditor = new ApiAuditor(opts.audit);
+  const deps: RouteDeps = {
+    hsm: opts.hsm,
+    keys: opts.keyTable,
+    arns: new Arns(opts.instance ?? 'local'),
+    diagnostics: opts.diagnostics ?? defaultDiagnostics(opts.hsm, opts.audit),
+  };
   const app = Fastify({
     logger: loggerConfig(opts.logger),
     bodyLimit: opts.bodyLimit ?? DEFAULT_BODY_LIMIT,
@@ -212,8 +239,8 @@ export function createHsmHttpApp(opts: HsmHttpOptions): FastifyInstance {
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false },
     },
   });
-  const actors = new WeakMap<FastifyRequest, string>();
-  const configOf = (r: FastifyRequest) => r.routeOptions.config as unknown as Partial<RouteConfig>;
+  const ctx: AppContext = { auditor, actors: new WeakMap(), facts: new WeakMap() };
+  const { actors } = ctx;
 
   app.addHook('onRequest', async (request) => {
     if (configOf(request).auth === false) return;
@@ -228,7 +255,16 @@ export function createHsmHttpApp(opts: HsmHttpOptions): FastifyInstance {
   });
   // JSON only: a text/plain body would otherwise reach the schemas as a string.
   app.removeContentTypeParser('text/plain');
-  app.setErrorHandler((err, request, reply) => sendError(err, request, reply));
+  app.setErrorHandler(async (err, request, reply) => {
+    const a = answer(err);
+    await auditRefusal(ctx, request, a.body.code);
+    return sendError(err, request, reply, a);
+  });
+  // Purges happen inside table calls, whichever route made them; the clock is the actor.
+  const stopPurgeAudit = opts.keyTable.onPurge((keys) => auditor.purged(keys));
+  app.addHook('onClose', async () => {
+    stopPurgeAudit();
+  });
   app.setNotFoundHandler((request, reply) =>
     sendError(
       new HttpApiError('POSKEY_ERR_ROUTE', `no route ${request.method} ${request.url.split('?')[0]}`),
@@ -237,20 +273,50 @@ export function createHsmHttpApp(opts: HsmHttpOptions): FastifyInstance {
     ),
   );
 
-  for (const route of HSM_ROUTES) register(app, route, deps, actors);
+  for (const route of HSM_ROUTES) register(app, route, deps, ctx);
   const document = hsmOpenApi(opts.openapi);
-  register(app, { ...OPENAPI_ROUTE, handler: () => document }, deps, actors);
+  register(app, { ...OPENAPI_ROUTE, handler: () => document }, deps, ctx);
   return app;
 }
 
-function register(
-  app: FastifyInstance,
-  route: RouteSpec,
-  deps: RouteDeps,
-  actors: WeakMap<FastifyRequest, string>,
-): void {
+/** Per-app request state: who called, and what an audited call has noted so far. */
+interface AppContext {
+  auditor: ApiAuditor;
+  actors: WeakMap<FastifyRequest, string>;
+  facts: WeakMap<FastifyRequest, ApiAuditFacts>;
+}
+
+function configOf(r: FastifyRequest): Partial<RouteConfig> {
+  return (r.routeOptions?.config ?? {}) as unknown as Partial<RouteConfig>;
+}
+
+function defaultDiagnostics(hsm: HsmApi, audit: AuditLog | undefined): () => Diagnostics {
+  return () => {
+    const d = hsm.diagnostics();
+    return audit === undefined ? d : { ...d, audit: { file: audit.path, ...audit.stats() } };
+  };
+}
+
+/**
+ * The error record of a refused key-management call: only for an authenticated caller (a 401 is
+ * in the request log, not the audit chain). The path's key identifier or alias stands in for
+ * what the handler did not get to note (it never ran after a schema refusal).
+ */
+async function auditRefusal(ctx: AppContext, request: FastifyRequest, code: string): Promise<void> {
+  const action = configOf(request).audit;
+  const actor = ctx.actors.get(request);
+  if (action === undefined || actor === undefined || !ctx.auditor.enabled) return;
+  const p = (request.params ?? {}) as Record<string, unknown>;
+  const facts: ApiAuditFacts = {};
+  if (typeof p.keyId === 'string') facts.keyId = p.keyId;
+  if (typeof p.aliasName === 'string') facts.detail = p.aliasName;
+  await ctx.auditor.error(actor, action, { ...facts, ...ctx.facts.get(request) }, code);
+}
+
+function register(app: FastifyInstance, route: RouteSpec, deps: RouteDeps, ctx: AppContext): void {
   const status = route.status ?? 200;
   const config: RouteConfig = { auth: route.auth !== false, numericQuery: numericKeys(route.querystring) };
+  if (route.audited) config.audit = apiAction(route.operationId);
   app.route({
     method: route.method,
     url: route.url,
@@ -262,15 +328,23 @@ function register(
       ...(route.response === undefined ? {} : { response: { [status]: route.response } }),
     },
     handler: async (request, reply) => {
+      const actor = ctx.actors.get(request) ?? 'anonymous';
+      const facts: ApiAuditFacts = {};
+      if (config.audit !== undefined) {
+        ctx.facts.set(request, facts);
+        ctx.auditor.assertReady(actor, config.audit);
+      }
       const out = route.handler(
         {
           params: request.params as Record<string, string>,
           query: request.query as Record<string, unknown>,
           body: request.body,
-          actor: actors.get(request) ?? 'anonymous',
+          actor,
+          note: (f) => Object.assign(facts, f),
         },
         deps,
       );
+      if (config.audit !== undefined) await ctx.auditor.ok(actor, config.audit, facts);
       reply.code(status);
       return out;
     },

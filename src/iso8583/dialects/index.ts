@@ -4,7 +4,12 @@ import type { Dialect } from '../spec.js';
 import { networkDialect } from './network.js';
 import { unionPayPosDialect } from './unionpay-pos.js';
 
-export type DialectName = 'unionpay-pos' | 'unionpay-pos-padF' | 'unionpay-pos-sm4' | 'network' | 'network-hex';
+export type DialectName =
+  | 'unionpay-pos'
+  | 'unionpay-pos-padF'
+  | 'unionpay-pos-sm4'
+  | 'network'
+  | 'network-hex';
 
 const BUILDERS: Record<DialectName, () => Dialect> = {
   'unionpay-pos': () => unionPayPosDialect(),
