@@ -2,7 +2,7 @@
  * `npm run bench -- <suite> [suite …]`: runs the named benchmark suites (all when none is named).
  * Each suite is bench/<name>.ts exporting `run()`.
  */
-const SUITES = ['crypto', 'iso8583', 'hsm', 'store'] as const;
+const SUITES = ['crypto', 'iso8583', 'hsm', 'store', 'e2e'] as const;
 
 const wanted = process.argv.slice(2);
 const unknown = wanted.filter((w) => !(SUITES as readonly string[]).includes(w));

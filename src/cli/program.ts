@@ -6,7 +6,9 @@ import { registerHsmCommands } from './hsm.js';
 import { registerIsoCommands } from './iso.js';
 import { registerNetworkCommands } from './network.js';
 import { configureErrors } from './output.js';
+import { registerStartCommands } from './start.js';
 import { registerTerminalCommands } from './terminal.js';
+import { registerTerminalAdminCommands } from './terminal-admin.js';
 
 export const VERSION = '0.1.0';
 
@@ -18,21 +20,14 @@ export function buildProgram(): Command {
       .version(VERSION)
       .showHelpAfterError('(run with --help for usage)'),
   );
-  program
-    .command('start')
-    .description('run the platform on embedded defaults (until the host exists, shows this help)')
-    .action(() => {
-      process.stdout.write(
-        'poskey: the host, HSM and network services are not built yet; available commands:\n\n',
-      );
-      program.outputHelp();
-    });
+  registerStartCommands(program);
   registerCryptoCommands(program);
   registerIsoCommands(program);
   registerHsmCommands(program);
   registerCaCommands(program);
-  registerNetworkCommands(program);
-  registerTerminalCommands(program);
   registerHostCommands(program);
+  registerTerminalCommands(program);
+  registerTerminalAdminCommands(program);
+  registerNetworkCommands(program);
   return program;
 }
