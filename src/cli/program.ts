@@ -4,6 +4,7 @@ import { registerCryptoCommands } from './crypto.js';
 import { registerHostCommands } from './host.js';
 import { registerHsmCommands } from './hsm.js';
 import { registerIsoCommands } from './iso.js';
+import { registerKeyloadCommands } from './keyload.js';
 import { registerNetworkCommands } from './network.js';
 import { configureErrors } from './output.js';
 import { registerStartCommands } from './start.js';
@@ -29,5 +30,6 @@ export function buildProgram(): Command {
   registerTerminalCommands(program);
   registerTerminalAdminCommands(program);
   registerNetworkCommands(program);
+  registerKeyloadCommands(program);
   return program;
 }
