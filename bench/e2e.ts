@@ -6,7 +6,8 @@
  *  1. full load against 1 host process: 256 terminals, each on its own persistent connection
  *     with one purchase in flight (a terminal does one thing at a time), for BENCH_MS;
  *  2. one request in flight (1 terminal), journal in write-ahead mode (the default: the request row
- *     durable before the network sees it) and in overlap mode (written while the request is out);
+ *     durable before the network sees it), in overlap mode (written while the request is out) and
+ *     in outcome mode (one row, written once with the outcome);
  *  3. full load again against a host with no journal, for the ratio (the cost of durability);
  *  4. full load against 2 host processes (256 terminals split between them; one SQLite file per
  *     process, research/perf.md §2.6);
@@ -25,7 +26,8 @@
  * check alone (`responseCode: '00'` fault: no PIN verification, no ledger write), because the card
  * network is not the system under test. POSKEY_BENCH_NETWORK=full uses its whole path (PVV check
  * and an in-memory ledger). Both share these 2 cores with the host processes, so host figures are
- * lower bounds for dedicated cores.
+ * lower bounds for dedicated cores. POSKEY_BENCH_JOURNAL=overlap|outcome runs the full-load
+ * measurements in that journal mode instead of write-ahead.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -75,14 +77,16 @@ const STORM_CONNECTIONS = 200;
 // ---------------------------------------------------------------------------------------------
 // A host process (forked by the bench)
 
+type JournalMode = 'write-ahead' | 'overlap' | 'outcome';
+
 interface HostChildConfig {
   hsmDir: string;
   dataDir: string;
   networkPort: number;
   zone: { zpk: string; zak: string };
   journal: boolean;
-  /** The host's journal mode: request row durable before forwarding, or written while forwarding. */
-  journalMode: 'write-ahead' | 'overlap';
+  /** The host's journal mode: request row durable before forwarding, written while forwarding, or none (one outcome row). */
+  journalMode: JournalMode;
   rrnNode: number;
   tmk: { block: string; kcv: string };
   tids: string[];
@@ -165,13 +169,24 @@ interface HostHandle {
   stop(): Promise<void>;
 }
 
+/**
+ * Node flags of the host processes: this process's, plus
+ * - POSKEY_BENCH_PROF=<dir>: a V8 CPU profile of every host process, for finding hot spots;
+ * - POSKEY_BENCH_HOST_FLAGS='<flags>': V8/Node flags to try (e.g. `--max-semi-space-size=32`).
+ */
+function hostExecArgv(): string[] {
+  const args = [...process.execArgv];
+  const prof = process.env.POSKEY_BENCH_PROF;
+  if (prof) args.push('--cpu-prof', `--cpu-prof-dir=${prof}`);
+  const flags = process.env.POSKEY_BENCH_HOST_FLAGS?.trim();
+  if (flags) args.push(...flags.split(/\s+/));
+  return args;
+}
+
 function startHostProcess(config: HostChildConfig): Promise<HostHandle> {
   const child: ChildProcess = fork(fileURLToPath(import.meta.url), [], {
     env: { ...process.env, [ROLE_ENV]: 'host' },
-    // POSKEY_BENCH_PROF=<dir>: a V8 CPU profile of every host process, for finding hot spots.
-    execArgv: process.env.POSKEY_BENCH_PROF
-      ? [...process.execArgv, '--cpu-prof', `--cpu-prof-dir=${process.env.POSKEY_BENCH_PROF}`]
-      : process.execArgv,
+    execArgv: hostExecArgv(),
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   return new Promise((resolve, reject) => {
@@ -441,7 +456,7 @@ let runCounter = 0;
 async function hosts(
   w: World,
   n: number,
-  journal: boolean | 'overlap',
+  journal: boolean | 'overlap' | 'outcome',
   tids: (i: number) => string[],
 ): Promise<HostHandle[]> {
   const run = ++runCounter;
@@ -453,7 +468,7 @@ async function hosts(
         networkPort: w.networkPort,
         zone: w.zone,
         journal: journal !== false,
-        journalMode: journal === 'overlap' ? 'overlap' : 'write-ahead',
+        journalMode: journal === 'overlap' || journal === 'outcome' ? journal : 'write-ahead',
         rrnNode: i,
         tmk: { block: w.tmk.block, kcv: w.tmk.kcv },
         tids: tids(i),
@@ -497,7 +512,7 @@ async function loadRun(
   w: World,
   opts: {
     hosts: number;
-    journal: boolean | 'overlap';
+    journal: boolean | 'overlap' | 'outcome';
     terminals: number;
     ms: number;
     label: string;
@@ -525,7 +540,11 @@ async function loadRun(
       label: opts.label,
       hosts: opts.hosts,
       journal:
-        opts.journal === false ? 'none' : opts.journal === 'overlap' ? 'SQLite, overlap' : 'SQLite durable',
+        opts.journal === false
+          ? 'none'
+          : opts.journal === true
+            ? 'SQLite durable'
+            : `SQLite, ${opts.journal}`,
       load: `${opts.terminals} × 1`,
       ...r,
       cpu: { host: (last.host - start.host) / n, bench: (last.bench - start.bench) / n },
@@ -587,6 +606,12 @@ function print(r: Result): void {
   );
 }
 
+/** POSKEY_BENCH_JOURNAL=overlap|outcome: the full-load runs in that journal mode (default write-ahead). */
+function fullLoadJournal(): true | 'overlap' | 'outcome' {
+  const mode = process.env.POSKEY_BENCH_JOURNAL;
+  return mode === 'overlap' || mode === 'outcome' ? mode : true;
+}
+
 export async function run(): Promise<void> {
   const full = process.env.POSKEY_BENCH_NETWORK === 'full';
   header(
@@ -597,7 +622,7 @@ export async function run(): Promise<void> {
   try {
     const durable1 = await loadRun(w, {
       hosts: 1,
-      journal: true,
+      journal: fullLoadJournal(),
       terminals: FULL_LOAD_TERMINALS,
       ms,
       label: 'full load',
@@ -623,6 +648,16 @@ export async function run(): Promise<void> {
         target: { tps: 1000, p99: 3 },
       }),
     );
+    print(
+      await loadRun(w, {
+        hosts: 1,
+        journal: 'outcome',
+        terminals: 1,
+        ms: Math.max(1000, ms * 0.6),
+        label: 'one in flight',
+        target: { tps: 1000, p99: 3 },
+      }),
+    );
     const none1 = await loadRun(w, {
       hosts: 1,
       journal: false,
@@ -637,7 +672,7 @@ export async function run(): Promise<void> {
     print(
       await loadRun(w, {
         hosts: 2,
-        journal: true,
+        journal: fullLoadJournal(),
         terminals: FULL_LOAD_TERMINALS,
         ms,
         label: 'full load',

@@ -160,7 +160,7 @@ function registerServe(host: Command): void {
     .option('--drain-timeout <duration>', 'how long SIGTERM waits for in-flight transactions (default 15s)')
     .option('--mac <algorithm>', 'field 64 MAC: unionpay-ecb (default) or x919')
     .option('--acquirer-id <digits>', 'field 32 (default 00010000)')
-    .option('--journal <mode>', 'write-ahead (default) or overlap')
+    .option('--journal <mode>', 'write-ahead (default), overlap or outcome')
     .option('--log-level <level>', 'silent, error, warn, info (default), debug or trace; logs go to stderr')
     .option('--json', 'print one JSON object with the port once listening')
     .action(action(serve));

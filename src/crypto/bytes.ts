@@ -71,3 +71,18 @@ export function assertBlocks<T extends Uint8Array>(data: T, blockSize: number, f
 export function zeroize(...buffers: (Uint8Array | undefined)[]): void {
   for (const b of buffers) b?.fill(0);
 }
+
+/**
+ * `n` bytes from an injectable random source, checked: a source that returns the wrong length
+ * would otherwise leave predictable padding.
+ * @throws POSKEY_ERR_LENGTH when the source returns anything but `n` bytes
+ */
+export function drawRandom(random: (n: number) => Uint8Array, n: number): Buffer {
+  const r = random(n);
+  if (!(r instanceof Uint8Array) || r.length !== n) {
+    throw new CryptoError('POSKEY_ERR_LENGTH', `random source returned ${r?.length} bytes, expected ${n}`, {
+      field: 'random',
+    });
+  }
+  return Buffer.from(r.buffer, r.byteOffset, r.length);
+}

@@ -3,7 +3,7 @@
  * CBC-MAC on the key handle's kept CBC context, with the subkeys derived once per handle.
  */
 import { CryptoError } from '../errors.js';
-import type { KeyHandle } from './cipher.js';
+import { createKey, type KeyHandle } from './cipher.js';
 
 /** Doubling in GF(2^n): shift left one bit, fold the carry back with Rb (0x87 for 128-bit, 0x1B for 64-bit blocks). */
 function double(block: Buffer): Buffer {
@@ -48,4 +48,22 @@ export function cmac(key: KeyHandle, data: Uint8Array, length = key.blockSize): 
   for (let i = 0; i < bs; i++) padded[last + i]! ^= sub[i]!;
   const out = key.cbcEncrypt(padded);
   return out.subarray(out.length - bs, out.length - bs + length);
+}
+
+/**
+ * CMAC counter-mode KDF (NIST SP 800-108): CMAC(key, inputOf(1)) ‖ CMAC(key, inputOf(2)) ‖ …, cut
+ * to the key's own length, as a new key of the same algorithm. The intermediate bytes are zeroised.
+ */
+export function cmacCounterKdf(key: KeyHandle, inputOf: (counter: number) => Uint8Array): KeyHandle {
+  const parts: Buffer[] = [];
+  for (let counter = 1; parts.length * key.blockSize < key.length; counter++) {
+    parts.push(cmac(key, inputOf(counter)));
+  }
+  const material = Buffer.concat(parts);
+  try {
+    return createKey(key.algorithm, material.subarray(0, key.length));
+  } finally {
+    material.fill(0);
+    for (const p of parts) p.fill(0);
+  }
 }

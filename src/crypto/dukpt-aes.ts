@@ -13,6 +13,7 @@ import { inspect } from 'node:util';
 import { CryptoError } from '../errors.js';
 import { assertLength, toHex, zeroize } from './bytes.js';
 import { createKey } from './cipher.js';
+import { type DukptCounterLimits, DukptRegisters } from './dukpt-registers.js';
 
 export const DUKPT_AES_KSN_LENGTH = 12;
 export const DUKPT_AES_INITIAL_KEY_ID_LENGTH = 8;
@@ -335,9 +336,11 @@ function lowestBitValue(counter: number): number {
   return (counter & -counter) >>> 0;
 }
 
-function lowestBit(counter: number): number {
-  return 31 - Math.clz32(counter & -counter);
-}
+const AES_LIMITS: DukptCounterLimits = Object.freeze({
+  bits: DUKPT_AES_COUNTER_BITS,
+  maxOneBits: DUKPT_AES_MAX_ONE_BITS,
+  maxCounter: DUKPT_AES_MAX_COUNTER,
+});
 
 /**
  * The originating device side: 32 intermediate derivation key registers, one per counter bit.
@@ -353,11 +356,7 @@ function lowestBit(counter: number): number {
 export class DukptAesDevice {
   readonly #ikid: Buffer;
   readonly #keyBits: number;
-  readonly #registers: (Buffer | undefined)[] = new Array(DUKPT_AES_COUNTER_BITS).fill(undefined);
-  #counter: number;
-  #current: Buffer | undefined;
-  #currentCounter = 0;
-  #exhausted = false;
+  readonly #registers: DukptRegisters;
   #destroyed = false;
 
   constructor(initialKey: Uint8Array, initialKeyIdOrKsn: Uint8Array) {
@@ -371,20 +370,13 @@ export class DukptAesDevice {
       this.#ikid = Buffer.from(initialKeyIdOrKsn);
     }
     this.#keyBits = initialKey.length * 8;
-    this.#counter = start === 0 ? 1 : assertTransactionCounter(start, 'ksn');
-    this.#load(initialKey);
-  }
-
-  /** Fills every register still ahead of the start counter; each comes from the initial key. */
-  #load(initialKey: Uint8Array): void {
-    const c = this.#counter;
-    const low = lowestBit(c);
-    for (let b = low; b < DUKPT_AES_COUNTER_BITS; b++) {
-      const bit = 2 ** b;
-      if (b !== low && hasBit(c, bit)) continue;
-      const above = c - (c % (bit * 2));
-      this.#registers[b] = walk(initialKey, this.#ikid, 0, above + bit);
-    }
+    const ikid = this.#ikid;
+    this.#registers = new DukptRegisters(
+      AES_LIMITS,
+      initialKey,
+      start === 0 ? 1 : assertTransactionCounter(start, 'ksn'),
+      (key, from, to) => walk(key, ikid, from, to),
+    );
   }
 
   /**
@@ -393,7 +385,7 @@ export class DukptAesDevice {
    */
   next(): Buffer {
     this.#live();
-    if (this.#exhausted) {
+    if (this.#registers.exhausted) {
       throw new CryptoError(
         'POSKEY_ERR_DUKPT_EXHAUSTED',
         'device has used its last KSN; load a new initial key',
@@ -402,24 +394,7 @@ export class DukptAesDevice {
         },
       );
     }
-    const c = this.#counter;
-    const low = lowestBit(c);
-    const key = this.#registers[low]!;
-    this.#registers[low] = undefined;
-    const ones = popcount(c);
-    if (ones < DUKPT_AES_MAX_ONE_BITS) {
-      for (let b = low - 1; b >= 0; b--) {
-        zeroize(this.#registers[b]);
-        this.#registers[b] = walk(key, this.#ikid, c, c + 2 ** b);
-      }
-    }
-    zeroize(this.#current);
-    this.#current = key;
-    this.#currentCounter = c;
-    const following = ones < DUKPT_AES_MAX_ONE_BITS ? c + 1 : c + 2 ** low;
-    if (following > DUKPT_AES_MAX_COUNTER) this.#exhausted = true;
-    else this.#counter = following;
-    return makeKsn(this.#ikid, c);
+    return makeKsn(this.#ikid, this.#registers.advance());
   }
 
   /**
@@ -428,10 +403,11 @@ export class DukptAesDevice {
    */
   workingKey(usage: AesDukptKeyUsage, keyType: AesDukptKeyType): Buffer {
     this.#live();
-    if (this.#current === undefined) {
+    const current = this.#registers.current;
+    if (current === undefined) {
       throw new CryptoError('POSKEY_ERR_DUKPT_STATE', 'no transaction in progress; call next() first');
     }
-    return workingKeyFor(this.#current, this.#ikid, this.#currentCounter, usage, keyType);
+    return workingKeyFor(current, this.#ikid, this.#registers.currentCounter, usage, keyType);
   }
 
   /** `next()` plus one working key. */
@@ -444,23 +420,22 @@ export class DukptAesDevice {
 
   /** KSN of the transaction in progress, if any. */
   get ksn(): Buffer | undefined {
-    return this.#current === undefined ? undefined : makeKsn(this.#ikid, this.#currentCounter);
+    const r = this.#registers;
+    return r.current === undefined ? undefined : makeKsn(this.#ikid, r.currentCounter);
   }
 
   /** Counter the next call to `next()` will use (undefined once exhausted). */
   get nextCounter(): number | undefined {
-    return this.#exhausted ? undefined : this.#counter;
+    return this.#registers.nextCounter;
   }
 
   get exhausted(): boolean {
-    return this.#exhausted;
+    return this.#registers.exhausted;
   }
 
   /** Zeroises every register and the current key; the device is unusable afterwards. */
   destroy(): void {
-    zeroize(this.#current, ...this.#registers);
-    this.#registers.fill(undefined);
-    this.#current = undefined;
+    this.#registers.destroy();
     this.#destroyed = true;
   }
 
@@ -469,7 +444,7 @@ export class DukptAesDevice {
       initialKeyId: toHex(this.#ikid),
       keyBits: this.#keyBits,
       nextCounter: this.nextCounter ?? null,
-      exhausted: this.#exhausted,
+      exhausted: this.exhausted,
     };
   }
 

@@ -11,6 +11,7 @@ import { inspect } from 'node:util';
 import { CryptoError } from '../errors.js';
 import { assertLength, toHex, xor, zeroize } from './bytes.js';
 import { createKey } from './cipher.js';
+import { type DukptCounterLimits, DukptRegisters } from './dukpt-registers.js';
 
 export const DUKPT_TDES_KSN_LENGTH = 10;
 export const DUKPT_TDES_KEY_LENGTH = 16;
@@ -245,6 +246,12 @@ export function deriveHostKey(bdk: Uint8Array, ksn: Uint8Array, type: DukptTdesK
   return { ipek, transactionKey, key: deriveWorkingKey(transactionKey, type) };
 }
 
+const TDES_LIMITS: DukptCounterLimits = Object.freeze({
+  bits: DUKPT_TDES_COUNTER_BITS,
+  maxOneBits: DUKPT_TDES_MAX_ONE_BITS,
+  maxCounter: DUKPT_TDES_MAX_COUNTER,
+});
+
 /**
  * The originating device (PIN pad) side: 21 future-key registers, one per counter bit. Register `b`
  * holds the key of the next counter whose lowest one-bit is `b`. Using a key first fills the
@@ -257,30 +264,20 @@ export function deriveHostKey(bdk: Uint8Array, ksn: Uint8Array, type: DukptTdesK
  */
 export class DukptTdesDevice {
   readonly #ksn: Buffer;
-  readonly #registers: (Buffer | undefined)[] = new Array(DUKPT_TDES_COUNTER_BITS).fill(undefined);
-  #counter: number;
-  #current: Buffer | undefined;
-  #currentCounter = 0;
-  #exhausted = false;
+  readonly #registers: DukptRegisters;
   #destroyed = false;
 
   constructor(ipek: Uint8Array, ksn: Uint8Array) {
     assertLength(ipek, [DUKPT_TDES_KEY_LENGTH], 'ipek');
     const start = ksnCounter(ksn);
-    this.#ksn = initialKsn(ksn);
-    this.#counter = start === 0 ? 1 : assertTransactionCounter(start, 'ksn');
-    this.#load(ipek);
-  }
-
-  /** Fills every register still ahead of the start counter; each comes from the IPEK. */
-  #load(ipek: Uint8Array): void {
-    const c = this.#counter;
-    const low = lowestBit(c);
-    for (let b = low; b < DUKPT_TDES_COUNTER_BITS; b++) {
-      if (b !== low && (c & (1 << b)) !== 0) continue;
-      const above = c & ~((1 << (b + 1)) - 1);
-      this.#registers[b] = walk(ipek, this.#ksn, 0, above | (1 << b));
-    }
+    const iksn = initialKsn(ksn);
+    this.#ksn = iksn;
+    this.#registers = new DukptRegisters(
+      TDES_LIMITS,
+      ipek,
+      start === 0 ? 1 : assertTransactionCounter(start, 'ksn'),
+      (key, from, to) => walk(key, iksn, from, to),
+    );
   }
 
   /**
@@ -290,29 +287,12 @@ export class DukptTdesDevice {
    */
   next(): Buffer {
     this.#live();
-    if (this.#exhausted) {
+    if (this.#registers.exhausted) {
       throw new CryptoError('POSKEY_ERR_DUKPT_EXHAUSTED', 'device has used its last KSN; reload an IPEK', {
         field: 'ksn',
       });
     }
-    const c = this.#counter;
-    const low = lowestBit(c);
-    const key = this.#registers[low]!;
-    this.#registers[low] = undefined;
-    const ones = popcount(c);
-    if (ones < DUKPT_TDES_MAX_ONE_BITS) {
-      for (let b = low - 1; b >= 0; b--) {
-        zeroize(this.#registers[b]);
-        this.#registers[b] = walk(key, this.#ksn, c, c | (1 << b));
-      }
-    }
-    zeroize(this.#current);
-    this.#current = key;
-    this.#currentCounter = c;
-    const following = ones < DUKPT_TDES_MAX_ONE_BITS ? c + 1 : c + (1 << low);
-    if (following > DUKPT_TDES_MAX_COUNTER) this.#exhausted = true;
-    else this.#counter = following;
-    return ksnWithCounter(this.#ksn, c);
+    return ksnWithCounter(this.#ksn, this.#registers.advance());
   }
 
   /** The current transaction's key (a copy the caller owns). */
@@ -333,28 +313,27 @@ export class DukptTdesDevice {
 
   /** KSN of the transaction in progress, if any. */
   get ksn(): Buffer | undefined {
-    return this.#current === undefined ? undefined : ksnWithCounter(this.#ksn, this.#currentCounter);
+    const r = this.#registers;
+    return r.current === undefined ? undefined : ksnWithCounter(this.#ksn, r.currentCounter);
   }
 
   /** Counter the next call to `next()` will use (undefined once exhausted). */
   get nextCounter(): number | undefined {
-    return this.#exhausted ? undefined : this.#counter;
+    return this.#registers.nextCounter;
   }
 
   get exhausted(): boolean {
-    return this.#exhausted;
+    return this.#registers.exhausted;
   }
 
   /** Zeroises every register and the current key; the device is unusable afterwards. */
   destroy(): void {
-    zeroize(this.#current, ...this.#registers);
-    this.#registers.fill(undefined);
-    this.#current = undefined;
+    this.#registers.destroy();
     this.#destroyed = true;
   }
 
   toJSON(): { iksn: string; nextCounter: number | null; exhausted: boolean } {
-    return { iksn: toHex(this.#ksn), nextCounter: this.nextCounter ?? null, exhausted: this.#exhausted };
+    return { iksn: toHex(this.#ksn), nextCounter: this.nextCounter ?? null, exhausted: this.exhausted };
   }
 
   toString(): string {
@@ -367,17 +346,14 @@ export class DukptTdesDevice {
 
   #currentKey(): Buffer {
     this.#live();
-    if (this.#current === undefined) {
+    const current = this.#registers.current;
+    if (current === undefined) {
       throw new CryptoError('POSKEY_ERR_DUKPT_STATE', 'no transaction in progress; call next() first');
     }
-    return this.#current;
+    return current;
   }
 
   #live(): void {
     if (this.#destroyed) throw new CryptoError('POSKEY_ERR_KEY_DESTROYED', 'DUKPT device has been destroyed');
   }
-}
-
-function lowestBit(counter: number): number {
-  return 31 - Math.clz32(counter & -counter);
 }

@@ -14,7 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { CryptoError } from '../errors.js';
-
+import { drawRandom } from './bytes.js';
 import type { KeyHandle } from './cipher.js';
 
 export type PinBlockFormat = 0 | 1 | 2 | 3 | 4 | 'sm4';
@@ -153,16 +153,6 @@ export function panField4(pan: string): Buffer {
   setNibble(out, 0, padded.length - 12);
   for (let i = 0; i < padded.length; i++) setNibble(out, 1 + i, padded.charCodeAt(i) - 48);
   return out;
-}
-
-function drawRandom(random: RandomSource, n: number): Buffer {
-  const r = random(n);
-  if (!(r instanceof Uint8Array) || r.length !== n) {
-    throw new CryptoError('POSKEY_ERR_LENGTH', `random source returned ${r?.length} bytes, expected ${n}`, {
-      field: 'random',
-    });
-  }
-  return Buffer.from(r.buffer, r.byteOffset, r.length);
 }
 
 /** Writes control, length, digits and fill into a fresh PIN field (before any PAN XOR). */

@@ -12,9 +12,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { CryptoError } from '../errors.js';
-import { constantTimeEqual, toHex } from './bytes.js';
+import { constantTimeEqual, drawRandom, toHex } from './bytes.js';
 import { createKey, type KeyHandle } from './cipher.js';
-import { cmac } from './cmac.js';
+import { cmac, cmacCounterKdf } from './cmac.js';
 import {
   allowedKeyLengths,
   buildHeader,
@@ -87,20 +87,10 @@ function cmacKdf(kbpk: KeyHandle, usage: 0 | 1): KeyHandle {
         ? 0
         : 1;
   const input = Buffer.from([0, 0, usage, 0, 0, alg, bits >> 8, bits & 0xff]);
-  const parts: Buffer[] = [];
-  for (let counter = 1; parts.length * kbpk.blockSize < kbpk.length; counter++) {
+  return cmacCounterKdf(kbpk, (counter) => {
     input[0] = counter;
-    const block = cmac(kbpk, input);
-    parts.push(Buffer.from(block));
-    block.fill(0);
-  }
-  const material = Buffer.concat(parts);
-  try {
-    return createKey(kbpk.algorithm, material.subarray(0, kbpk.length));
-  } finally {
-    material.fill(0);
-    for (const p of parts) p.fill(0);
-  }
+    return input;
+  });
 }
 
 function bindingKeys(kbpk: KeyHandle, version: Tr31Version): BindingKeys {
@@ -123,16 +113,6 @@ function checkKeyLength(header: Tr31Header, length: number, field: string): void
       { field },
     );
   }
-}
-
-function drawRandom(random: RandomSource, n: number): Buffer {
-  const r = random(n);
-  if (!(r instanceof Uint8Array) || r.length !== n) {
-    throw new CryptoError('POSKEY_ERR_LENGTH', `random source returned ${r?.length} bytes, expected ${n}`, {
-      field: 'random',
-    });
-  }
-  return Buffer.from(r.buffer, r.byteOffset, r.length);
 }
 
 /**

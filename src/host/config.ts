@@ -106,9 +106,14 @@ const journalSchema = z.strictObject({
    * caught by the database's unique key even when it reaches another host process.
    * `overlap`: the request row is written while the request is forwarded (one group-commit round
    * trip less on the critical path); a repeat reaching another process is caught only after it was
-   * forwarded. Either way no answer leaves before its outcome row is durable.
+   * forwarded.
+   * `outcome`: no request row; one row, written once with the outcome (one durable write and one
+   * group-commit round trip per transaction). Repeats within a process are stopped by the in-memory
+   * guard; one reaching another process is caught by the unique key only after it was forwarded
+   * (94, as in `overlap`); a crash while the request is out leaves no row (docs/host.md).
+   * In every mode no answer leaves before its outcome row is durable.
    */
-  mode: z.enum(['write-ahead', 'overlap']).default('write-ahead'),
+  mode: z.enum(['write-ahead', 'overlap', 'outcome']).default('write-ahead'),
 });
 
 /** The host config; everything has a default except database, zone file and terminal overrides. */

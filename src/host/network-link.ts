@@ -98,6 +98,13 @@ export class NetworkLink {
   #sweeper: NodeJS.Timeout | undefined;
   #started = false;
   readonly #stats = { sent: 0, answered: 0, timeouts: 0, lost: 0, notSent: 0, late: 0, connects: 0 };
+  /** The socket corked for this event-loop turn's writes, until the scheduled uncork runs. */
+  #corked: Socket | undefined;
+  readonly #uncork = (): void => {
+    const socket = this.#corked;
+    this.#corked = undefined;
+    if (socket !== undefined && !socket.destroyed) socket.uncork();
+  };
 
   constructor(options: NetworkLinkOptions) {
     this.#o = {
@@ -236,7 +243,16 @@ export class NetworkLink {
   #write(p: Pending): void {
     p.sent = true;
     this.#stats.sent++;
-    this.#socket!.write(p.frame);
+    const socket = this.#socket!;
+    // Requests made during one event-loop turn leave in one writev (one syscall, not one each):
+    // the socket is corked at the turn's first write and uncorked once that turn's I/O is done.
+    if (this.#corked !== socket) {
+      if (this.#corked !== undefined) this.#uncork();
+      socket.cork();
+      this.#corked = socket;
+      setImmediate(this.#uncork);
+    }
+    socket.write(p.frame);
   }
 
   #onData(decoder: FrameDecoder, chunk: Buffer): void {

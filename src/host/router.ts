@@ -8,8 +8,8 @@
  * server or by an earlier step of the same list (jPOS declared data flow, checked once instead of
  * per request).
  */
-import { classify, type TransactionName } from '../iso8583/index.js';
-import { type ContextKey, INITIAL_CONTEXT_KEYS, type Step, type TxnContext } from './context.js';
+import { classify, type Dialect, type IsoMessage, type TransactionName } from '../iso8583/index.js';
+import { type ContextKey, INITIAL_CONTEXT_KEYS, type Step, subfield, type TxnContext } from './context.js';
 import { hostError } from './errors.js';
 import { runPipeline } from './pipeline.js';
 import { balanceSteps } from './transactions/balance.js';
@@ -53,9 +53,32 @@ export function checkSteps(name: string, steps: readonly Step[]): void {
   }
 }
 
+/** Most distinct classification keys remembered (terminals could send any 60.3). */
+const MEMO_LIMIT = 1024;
+
+interface Named {
+  readonly request: boolean;
+  readonly name: TransactionName;
+}
+
+/** Marks an absent (or non-text) field in a memo key; never part of a field's text. */
+const ABSENT = '\u0000';
+const part = (v: unknown): string => (typeof v === 'string' ? v : ABSENT);
+
+/**
+ * The catalogue's answer for a terminal message, remembered by what it depends on (MTI, 3.1–2,
+ * 25, 60.1, 60.3 in the unionpay-pos family): classifying builds several objects and strings, and
+ * a host sees a handful of distinct combinations.
+ */
+function memoKey(msg: IsoMessage): string {
+  const f3 = msg[3];
+  return `${part(msg[0])}|${typeof f3 === 'string' ? f3.slice(0, 2) : ABSENT}|${part(msg[25])}|${part(subfield(msg, 60, 1))}|${part(subfield(msg, 60, 3))}`;
+}
+
 export class Router {
   readonly #routes: RouteTable;
   readonly #fallback: readonly Step[];
+  readonly #memo = new Map<string, Named>();
 
   constructor(routes: RouteTable = DEFAULT_ROUTES, fallback: readonly Step[] = unsupportedSteps) {
     for (const [name, steps] of Object.entries(routes)) checkSteps(name, steps as readonly Step[]);
@@ -73,9 +96,24 @@ export class Router {
    * Classifies `ctx.req` and runs its steps. Terminal-originated responses (odd third MTI digit)
    * are not requests: false, and nothing runs.
    */
+  #classify(dialect: Dialect, msg: IsoMessage): Named {
+    if (dialect.family !== 'unionpay-pos' || Array.isArray(msg[60])) {
+      const c = classify(dialect, msg);
+      return { request: c.direction === 'request', name: c.name };
+    }
+    const key = memoKey(msg);
+    let named = this.#memo.get(key);
+    if (named === undefined) {
+      const c = classify(dialect, msg);
+      named = { request: c.direction === 'request', name: c.name };
+      if (this.#memo.size < MEMO_LIMIT) this.#memo.set(key, named);
+    }
+    return named;
+  }
+
   async dispatch(ctx: TxnContext): Promise<boolean> {
-    const c = classify(ctx.dialect, ctx.req);
-    if (c.direction !== 'request') return false;
+    const c = this.#classify(ctx.dialect, ctx.req);
+    if (!c.request) return false;
     ctx.name = c.name;
     ctx.host.metrics.transaction(c.name);
     try {

@@ -14,12 +14,20 @@
  * Development mode keeps its LMK in a separate file sealed under the fixed DEV_PASSPHRASE below. It
  * protects nothing: its only purpose is that the same dev LMK survives restarts.
  */
-import { createCipheriv, createDecipheriv, randomBytes, scrypt as scryptCb } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { constantTimeEqual, fromHex, toHex, zeroize } from '../crypto/bytes.js';
+import {
+  assertScryptParams,
+  gcmOpen,
+  gcmSeal,
+  GCM_IV_LENGTH as IV_LENGTH,
+  type ScryptParams,
+  scryptKey,
+  GCM_TAG_LENGTH as TAG_LENGTH,
+  writeFileAtomic,
+} from '../crypto/sealed.js';
 import { HsmError } from './errors.js';
 import {
   assertLmkComponents,
@@ -32,12 +40,8 @@ import {
   lmkKey,
 } from './lmk.js';
 
-const scrypt = promisify(scryptCb) as (
-  password: Uint8Array,
-  salt: Uint8Array,
-  keylen: number,
-  options: { N: number; r: number; p: number; maxmem: number },
-) => Promise<Buffer>;
+/** Re-exported: other areas import them from here. */
+export { type ScryptParams, writeFileAtomic };
 
 export const SEALED_LMK_FORMAT = 'poskey-sealed-lmk/1';
 
@@ -54,23 +58,10 @@ export const DEV_PASSPHRASE = 'poskey-development-lmk-NOT-FOR-PRODUCTION';
 /** Shortest accepted passphrase, in characters. */
 export const MIN_PASSPHRASE_LENGTH = 8;
 
-export interface ScryptParams {
-  /** CPU/memory cost, a power of two. */
-  N: number;
-  r: number;
-  p: number;
-}
-
 /** Production scrypt cost: N = 2^15, r = 8, p = 1 (about 32 MiB and ~0.1 s). */
 export const DEFAULT_SCRYPT: Readonly<ScryptParams> = Object.freeze({ N: 2 ** 15, r: 8, p: 1 });
 
-/** Upper bounds accepted from a file, so a crafted file cannot make unsealing eat the machine. */
-const MAX_N = 2 ** 20;
-const MAX_R = 32;
-const MAX_P = 16;
 const SALT_LENGTH = 16;
-const IV_LENGTH = 12;
-const TAG_LENGTH = 16;
 const KCV_RE = /^[0-9A-F]{10}$/;
 
 /** Domain-separation prefixes, so a passphrase can never produce the same secret as components. */
@@ -184,19 +175,8 @@ function ioError(what: string, cause: unknown): HsmError {
   });
 }
 
-function assertScryptParams(kdf: ScryptParams, make: (reason: string) => HsmError): void {
-  const { N, r, p } = kdf;
-  if (!Number.isInteger(N) || N < 2 || N > MAX_N || (N & (N - 1)) !== 0) {
-    throw make(`scrypt N must be a power of two from 2 to 2^20`);
-  }
-  if (!Number.isInteger(r) || r < 1 || r > MAX_R) throw make(`scrypt r must be 1 to ${MAX_R}`);
-  if (!Number.isInteger(p) || p < 1 || p > MAX_P) throw make(`scrypt p must be 1 to ${MAX_P}`);
-}
-
-async function deriveSealKey(secret: SealSecret, kdf: ScryptParams, salt: Uint8Array): Promise<Buffer> {
-  // Node's default maxmem (32 MiB) is exactly 128·N·r at the production cost; give headroom.
-  const maxmem = 256 * kdf.N * kdf.r + 1024 * 1024;
-  return scrypt(secretBytes(secret), salt, 32, { N: kdf.N, r: kdf.r, p: kdf.p, maxmem });
+function deriveSealKey(secret: SealSecret, kdf: ScryptParams, salt: Uint8Array): Promise<Buffer> {
+  return scryptKey(secretBytes(secret), salt, kdf);
 }
 
 /** AAD: the record's identity and everything in the file outside the ciphertexts. */
@@ -218,19 +198,16 @@ function sealOne(
   header: Pick<SealedLmkFile, 'format' | 'kdf' | 'default'>,
   lmk: Lmk,
 ): SealedLmkRecord {
-  const iv = randomBytes(IV_LENGTH);
-  const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_LENGTH });
-  cipher.setAAD(aad(header, lmk.id, lmk.kcv, lmk.dev));
   const clear = lmkKey(lmk).exportKeyBytes();
   try {
-    const ciphertext = Buffer.concat([cipher.update(clear), cipher.final()]);
+    const { iv, ciphertext, tag } = gcmSeal(key, clear, aad(header, lmk.id, lmk.kcv, lmk.dev));
     return {
       id: lmk.id,
       kcv: lmk.kcv,
       dev: lmk.dev,
       iv: toHex(iv),
       ciphertext: toHex(ciphertext),
-      tag: toHex(cipher.getAuthTag()),
+      tag: toHex(tag),
     };
   } finally {
     zeroize(clear);
@@ -317,10 +294,8 @@ export function parseSealedLmkFile(doc: unknown): SealedLmkFile {
 function openOne(key: Buffer, file: SealedLmkFile, r: SealedLmkRecord): Lmk {
   let clear: Buffer | undefined;
   try {
-    const decipher = createDecipheriv('aes-256-gcm', key, fromHex(r.iv), { authTagLength: TAG_LENGTH });
-    decipher.setAAD(aad(file, r.id, r.kcv, r.dev));
-    decipher.setAuthTag(fromHex(r.tag));
-    clear = Buffer.concat([decipher.update(fromHex(r.ciphertext)), decipher.final()]);
+    const sealed = { iv: fromHex(r.iv), ciphertext: fromHex(r.ciphertext), tag: fromHex(r.tag) };
+    clear = gcmOpen(key, sealed, aad(file, r.id, r.kcv, r.dev));
   } catch {
     zeroize(clear);
     throw unsealError();
@@ -379,37 +354,6 @@ export async function unsealLmks(
     );
   }
   return set;
-}
-
-/**
- * Writes `data` to `path` atomically: a temp file in the same directory (mode 0600), fsync,
- * rename over the target, then fsync the directory so the rename itself is durable.
- */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } catch (e) {
-    await fh.close();
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-  await fh.close();
-  try {
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-  const dh = await open(dir, 'r').catch(() => undefined);
-  if (dh !== undefined) {
-    // Some platforms cannot fsync a directory; the rename is then as durable as the OS makes it.
-    await dh.sync().catch(() => undefined);
-    await dh.close();
-  }
 }
 
 /**

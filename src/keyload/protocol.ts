@@ -21,7 +21,7 @@
 
 import { constantTimeEqual } from '../crypto/bytes.js';
 import { createKey, type KeyHandle } from '../crypto/cipher.js';
-import { cmac } from '../crypto/cmac.js';
+import { cmac, cmacCounterKdf } from '../crypto/cmac.js';
 import { checkValue } from '../crypto/kcv.js';
 import { PoskeyError } from '../errors.js';
 
@@ -581,22 +581,9 @@ export function deriveAuthKey(kbpk: KeyHandle): KeyHandle {
     );
   }
   const bits = kbpk.length * 8;
-  const parts: Buffer[] = [];
-  for (let counter = 1; parts.length * kbpk.blockSize < kbpk.length; counter++) {
-    const input = Buffer.concat([
-      Buffer.from([counter]),
-      KDF_LABEL,
-      Buffer.from([0, bits >> 8, bits & 0xff]),
-    ]);
-    parts.push(cmac(kbpk, input));
-  }
-  const material = Buffer.concat(parts);
-  try {
-    return createKey(kbpk.algorithm, material.subarray(0, kbpk.length));
-  } finally {
-    material.fill(0);
-    for (const p of parts) p.fill(0);
-  }
+  return cmacCounterKdf(kbpk, (counter) =>
+    Buffer.concat([Buffer.from([counter]), KDF_LABEL, Buffer.from([0, bits >> 8, bits & 0xff])]),
+  );
 }
 
 /** The MAC input of a proof: label, then each part with a 2-byte length (no ambiguity). */

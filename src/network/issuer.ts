@@ -34,29 +34,14 @@ import {
   networkMacBlock,
   packNetworkWithMac,
 } from '../protocol/network-link.js';
+import { RC } from '../protocol/unionpay-pos.js';
 import type { AuthorisationFacts, AuthorisationOutcome, Card, Decision, Ledger } from './ledger.js';
 
 /** What the issuer asks of its HSM: MACs under the ZAK, PIN verification against the PVV. */
 export type IssuerHsm = Pick<HsmApi, 'generateMac' | 'verifyMac'> & Pick<PinVerificationApi, 'verifyPinPvv'>;
 
-/** Response codes the simulator answers with. */
-export const ISSUER_CODES = Object.freeze({
-  APPROVED: '00',
-  INVALID_TRANSACTION: '12',
-  INVALID_AMOUNT: '13',
-  INVALID_CARD: '14',
-  FORMAT_ERROR: '30',
-  INSUFFICIENT_FUNDS: '51',
-  EXPIRED_CARD: '54',
-  WRONG_PIN: '55',
-  RESTRICTED_CARD: '62',
-  PIN_TRIES_EXCEEDED: '75',
-  DUPLICATE: '94',
-  SYSTEM_MALFUNCTION: '96',
-  MAC_FAILED: 'A0',
-} as const);
-
-const RC = ISSUER_CODES;
+/** Response codes the simulator answers with: the POS spec's field 39 codes, one table for both. */
+export const ISSUER_CODES = RC;
 
 /** Consecutive wrong PINs that block the PIN. */
 export const DEFAULT_MAX_PIN_TRIES = 3;

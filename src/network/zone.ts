@@ -17,6 +17,7 @@
 import { readFile } from 'node:fs/promises';
 import { constantTimeEqual, toHex, zeroize } from '../crypto/bytes.js';
 import { generateKey as randomKey } from '../crypto/keys.js';
+import { writeFileAtomic } from '../crypto/sealed.js';
 import { isPoskeyError } from '../errors.js';
 import type {
   GeneratedKey,
@@ -26,7 +27,6 @@ import type {
   KeyInfo,
   LmkKeyBlock,
 } from '../hsm/api.js';
-import { writeFileAtomic } from '../hsm/seal.js';
 import { networkError } from './errors.js';
 
 export const ZONE_FILE_FORMAT = 'poskey-zone/1';

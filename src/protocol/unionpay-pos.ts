@@ -27,8 +27,11 @@ export function posDialectFor(algorithm: 'des' | 'tdes' | 'sm4'): typeof POS_DIA
 /** Response codes (field 39) as the POS spec uses them; A0 and 99 make the terminal sign in again. */
 export const RC = Object.freeze({
   APPROVED: '00',
+  INVALID_TRANSACTION: '12',
+  INVALID_AMOUNT: '13',
   INVALID_CARD: '14',
   ORIGINAL_NOT_FOUND: '25',
+  FORMAT_ERROR: '30',
   INSUFFICIENT_FUNDS: '51',
   EXPIRED_CARD: '54',
   WRONG_PIN: '55',

@@ -8,37 +8,24 @@
  * with AES-256-GCM and authenticates the slot table and the KDF parameters. Clear keys never reach
  * the disk, and a wrong secret or an edited file is one error, POSKEY_ERR_PINPAD_STORE.
  */
-import { randomBytes, scrypt as scryptCb } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
 import { fromHex, toHex, zeroize } from '../crypto/bytes.js';
-import { writeFileAtomic } from '../hsm/seal.js';
+import { assertScryptParams, type ScryptParams, scryptKey, writeFileAtomic } from '../crypto/sealed.js';
 import { PinPadError, PinPadErrorCode } from './errors.js';
 import { PinPad, type PinPadOptions, type SealedPinPad } from './pinpad.js';
 
-const scrypt = promisify(scryptCb) as (
-  password: Uint8Array,
-  salt: Uint8Array,
-  keylen: number,
-  options: { N: number; r: number; p: number; maxmem: number },
-) => Promise<Buffer>;
+export type { ScryptParams };
 
 export const PINPAD_STORE_FILE = 'pinpad.json';
 export const PINPAD_STORE_FORMAT = 'poskey-pinpad-store/1';
 /** Shortest device secret accepted, in characters (or bytes). */
 export const MIN_DEVICE_SECRET_LENGTH = 8;
 
-export interface ScryptParams {
-  N: number;
-  r: number;
-  p: number;
-}
-
 /** scrypt cost: N = 2^15, r = 8, p = 1 (about 32 MiB and 0.1 s, once per process). */
 export const DEFAULT_PINPAD_SCRYPT: Readonly<ScryptParams> = Object.freeze({ N: 2 ** 15, r: 8, p: 1 });
 
-const MAX_N = 2 ** 20;
 const SALT_BYTES = 16;
 /** Domain separation: the same passphrase used elsewhere never yields this storage key. */
 const DOMAIN = 'poskey-pinpad-storage/1\0';
@@ -54,18 +41,7 @@ function storeError(reason: string, cause?: unknown): PinPadError {
 }
 
 function checkParams(p: ScryptParams): ScryptParams {
-  const pow2 = Number.isInteger(p.N) && p.N >= 2 && p.N <= MAX_N && (p.N & (p.N - 1)) === 0;
-  if (
-    !pow2 ||
-    !Number.isInteger(p.r) ||
-    p.r < 1 ||
-    p.r > 32 ||
-    !Number.isInteger(p.p) ||
-    p.p < 1 ||
-    p.p > 16
-  ) {
-    throw storeError('scrypt parameters out of range');
-  }
+  assertScryptParams(p, () => storeError('scrypt parameters out of range'));
   return p;
 }
 
@@ -90,10 +66,10 @@ export async function deriveStorageKey(
   salt: Uint8Array,
   params: ScryptParams = DEFAULT_PINPAD_SCRYPT,
 ): Promise<Buffer> {
-  const { N, r, p } = checkParams(params);
+  checkParams(params);
   const input = secretBytes(secret);
   try {
-    return await scrypt(input, salt, 32, { N, r, p, maxmem: 256 * N * r + 1024 * 1024 });
+    return await scryptKey(input, salt, params);
   } finally {
     zeroize(input);
   }

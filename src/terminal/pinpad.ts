@@ -19,13 +19,14 @@
  * Persistence (`seal`/`unseal`) encrypts all slots under a storage key with AES-256-GCM inside this
  * module; `pinpad-store.ts` derives that key and writes the file.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { fromHex, toHex, zeroize } from '../crypto/bytes.js';
 import { createKey, type KeyHandle } from '../crypto/cipher.js';
 import { checkValue, verifyCheckValue } from '../crypto/kcv.js';
 import { generateMac, verifyMac as verifyMacBytes } from '../crypto/mac.js';
 import { encryptPinBlock, type PinBlockFormat } from '../crypto/pinblock.js';
+import { gcmOpen, gcmSeal } from '../crypto/sealed.js';
 import { transformTrack } from '../protocol/unionpay-pos.js';
 import { PinPadErrorCode as E, PinPadError } from './errors.js';
 
@@ -437,17 +438,14 @@ export class PinPad {
       state: this.#state,
       slots,
     } as const;
-    const iv = randomBytes(12);
     try {
-      const cipher = createCipheriv('aes-256-gcm', storageKey, iv);
-      cipher.setAAD(sealAad(meta, context));
-      const ciphertext = Buffer.concat([cipher.update(clear), cipher.final()]);
+      const { iv, ciphertext, tag } = gcmSeal(storageKey, clear, sealAad(meta, context));
       return {
         ...meta,
         device: { ...meta.device, apps: [...meta.device.apps] },
         iv: toHex(iv),
         ciphertext: toHex(ciphertext),
-        tag: toHex(cipher.getAuthTag()),
+        tag: toHex(tag),
       };
     } finally {
       zeroize(clear, ...parts);
@@ -474,10 +472,12 @@ export class PinPad {
     if (doc === null || typeof doc !== 'object' || doc.format !== SEALED_PINPAD_FORMAT) bad();
     let clear: Buffer | undefined;
     try {
-      const decipher = createDecipheriv('aes-256-gcm', storageKey, fromHex(doc.iv, 'iv'));
-      decipher.setAuthTag(fromHex(doc.tag, 'tag'));
-      decipher.setAAD(sealAad(doc, context));
-      clear = Buffer.concat([decipher.update(fromHex(doc.ciphertext, 'ciphertext')), decipher.final()]);
+      const sealed = {
+        iv: fromHex(doc.iv, 'iv'),
+        ciphertext: fromHex(doc.ciphertext, 'ciphertext'),
+        tag: fromHex(doc.tag, 'tag'),
+      };
+      clear = gcmOpen(storageKey, sealed, sealAad(doc, context));
     } catch (e) {
       bad(e);
     }

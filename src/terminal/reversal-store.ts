@@ -11,7 +11,7 @@
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../hsm/seal.js';
+import { writeFileAtomic } from '../crypto/sealed.js';
 import type { IsoMessage } from '../iso8583/index.js';
 import { TerminalError, TerminalErrorCode } from './errors.js';
 

@@ -6,7 +6,7 @@
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../hsm/seal.js';
+import { writeFileAtomic } from '../crypto/sealed.js';
 import { TerminalError, TerminalErrorCode } from './errors.js';
 
 export interface TerminalCounters {

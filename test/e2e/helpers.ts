@@ -11,35 +11,26 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { toHex, xor } from '../../src/crypto/bytes.js';
-import { createKey, type KeyHandle } from '../../src/crypto/cipher.js';
+import { createKey } from '../../src/crypto/cipher.js';
 import { checkValue } from '../../src/crypto/kcv.js';
 import { combineComponents, generateKey } from '../../src/crypto/keys.js';
-import { generateMac } from '../../src/crypto/mac.js';
-import { encryptPinBlock } from '../../src/crypto/pinblock.js';
-import {
-  buildFrame,
-  createFrameDecoder,
-  type Envelope,
-  type IsoMessage,
-  pack,
-  parseEnvelope,
-  splitKeyBlock,
-  TERMINAL_PROFILE,
-  unpack,
-} from '../../src/iso8583/index.js';
-import { POS_DIALECT } from '../../src/protocol/unionpay-pos.js';
 import { type Platform, type PlatformOptions, startPlatform } from '../../src/start/platform.js';
 import type { TerminalKeyAlgorithm } from '../../src/store/types.js';
-import { testCard, track2Of } from '../../src/terminal/cards.js';
+import { testCard } from '../../src/terminal/cards.js';
 import type { TerminalConfig } from '../../src/terminal/config.js';
 import type { FrameEvent } from '../../src/terminal/connection.js';
 import { PinPad } from '../../src/terminal/pinpad.js';
 import { Terminal } from '../../src/terminal/terminal.js';
+import {
+  type ClearWorkingKeys,
+  checkValue4 as hostCheckValue4,
+  eventually as hostEventually,
+  openKeyBlock,
+} from '../host/helpers.js';
 
 export const PG_URL = process.env.POSKEY_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 /** Small scrypt cost for test LMKs and PIN pad stores. */
@@ -55,10 +46,6 @@ export const CARDS = {
   blocked: { pan: '6228480000000049', expiry: '3012', pin: '123456' },
   unknown: { pan: '6228480000009999', expiry: '3012', pin: '123456' },
 } as const;
-
-export function swipe(card: { pan: string; expiry: string }): { track2: string } {
-  return { track2: track2Of({ pan: card.pan, expiry: card.expiry, serviceCode: '101' }) };
-}
 
 export type Backend = 'sqlite' | 'postgres';
 
@@ -196,22 +183,27 @@ export async function startWorld(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Field 62, opened by the test under the known TMK
+// Field 62 and a bare terminal: the host tests' helpers, with the e2e world's terminal shape
 
-export interface ClearKeys {
-  tpk: Buffer;
-  tak: Buffer;
-  tdk?: Buffer;
-}
+export {
+  packMaced,
+  pinBlockHex,
+  purchaseMessage,
+  type RawKeys,
+  type RawReply,
+  RawTerminal,
+  rawKeys,
+  rawSignIn,
+  replyMacOk,
+  signInMessage,
+  swipe,
+} from '../host/helpers.js';
+
+export type ClearKeys = ClearWorkingKeys;
 
 /** First 4 bytes of E_K(0) under the clear key (DES for 8 bytes, TDES for 16, SM4). */
 export function checkValue4(algorithm: TerminalKeyAlgorithm, key: Buffer): string {
-  const k = createKey(algorithm === 'SM4' ? 'sm4' : key.length === 8 ? 'des' : 'tdes', key);
-  try {
-    return toHex(k.ecbEncrypt(Buffer.alloc(k.blockSize))).slice(0, 8);
-  } finally {
-    k.destroy();
-  }
+  return hostCheckValue4(algorithm === 'SM4' ? 'sm4' : 'tdes', key);
 }
 
 /**
@@ -223,181 +215,10 @@ export function openField62(
   code: string,
   t: Pick<KnownTerminal, 'tmk' | 'algorithm'>,
 ): ClearKeys {
-  const parts = splitKeyBlock(field62, code);
-  const kek = createKey(t.algorithm === 'SM4' ? 'sm4' : 'tdes', t.tmk);
-  try {
-    const keyLen = code === '001' ? 8 : 16;
-    const makLen = t.algorithm === 'SM4' ? 16 : code === '001' ? 8 : 8;
-    const open = (hex: string, len: number) => kek.ecbDecrypt(Buffer.from(hex.slice(0, len * 2), 'hex'));
-    const out: ClearKeys = { tpk: open(parts.pik, keyLen), tak: open(parts.mak, makLen) };
-    if (parts.tdk !== undefined) out.tdk = open(parts.tdk, 16);
-    const check = (name: string, key: Buffer, cv: string | undefined) => {
-      if (checkValue4(t.algorithm, key) !== cv?.toUpperCase())
-        throw new Error(`${name} check value does not match`);
-    };
-    check('PIK', out.tpk, parts.pikCv);
-    check('MAK', out.tak, parts.makCv);
-    if (out.tdk !== undefined) check('TDK', out.tdk, parts.tdkCv);
-    return out;
-  } finally {
-    kek.destroy();
-  }
+  return openKeyBlock(field62, code, t.tmk, t.algorithm);
 }
 
-// ---------------------------------------------------------------------------------------------
-// A bare terminal
-
-export interface RawReply {
-  envelope: Envelope;
-  msg: IsoMessage;
-}
-
-const TPDU = { id: 0x60, destination: 0x0003, source: 0x0000 };
-const HEADER = {
-  appType: '60',
-  version: '31',
-  terminalStatus: 0,
-  processingRequirement: 0,
-  subVersion: '000000',
-};
-
-/** Sends exactly the bodies given (framed with TPDU and header) and reads replies in arrival order. */
-export class RawTerminal {
-  readonly socket: Socket;
-  readonly #replies: RawReply[] = [];
-  readonly #waiters: ((r: RawReply) => void)[] = [];
-
-  private constructor(socket: Socket) {
-    this.socket = socket;
-    const decoder = createFrameDecoder(TERMINAL_PROFILE);
-    socket.on('data', (chunk: Buffer) => {
-      for (const payload of decoder.push(chunk)) {
-        const envelope = parseEnvelope(payload, TERMINAL_PROFILE);
-        const reply = { envelope, msg: unpack(POS_DIALECT, envelope.body) };
-        const w = this.#waiters.shift();
-        if (w) w(reply);
-        else this.#replies.push(reply);
-      }
-    });
-    socket.on('error', () => undefined);
-  }
-
-  static connect(port: number): Promise<RawTerminal> {
-    return new Promise((resolve, reject) => {
-      const s = connect(port, '127.0.0.1', () => resolve(new RawTerminal(s)));
-      s.once('error', reject);
-    });
-  }
-
-  next(ms = 5000): Promise<RawReply> {
-    const ready = this.#replies.shift();
-    if (ready) return Promise.resolve(ready);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no reply within ${ms} ms`)), ms);
-      this.#waiters.push((r) => {
-        clearTimeout(timer);
-        resolve(r);
-      });
-    });
-  }
-
-  exchange(body: Buffer, ms = 5000): Promise<RawReply> {
-    this.socket.write(buildFrame({ tpdu: TPDU, header: HEADER, body }, TERMINAL_PROFILE));
-    return this.next(ms);
-  }
-
-  close(): void {
-    this.socket.end();
-  }
-}
-
-/** Working keys as a raw terminal holds them after opening field 62. */
-export interface RawKeys {
-  tak: KeyHandle;
-  tpk: KeyHandle;
-}
-
-export function rawKeys(keys: ClearKeys, algorithm: TerminalKeyAlgorithm): RawKeys {
-  const cipher = (k: Buffer) => createKey(algorithm === 'SM4' ? 'sm4' : k.length === 8 ? 'des' : 'tdes', k);
-  return { tak: cipher(keys.tak), tpk: cipher(keys.tpk) };
-}
-
-/** Packs `msg` with its UnionPay ECB MAC in field 64 (or `wrongMac` instead). */
-export function packMaced(msg: IsoMessage, keys: RawKeys, wrongMac?: string): Buffer {
-  const packed = pack(POS_DIALECT, { ...msg, 64: '0000000000000000' });
-  const mac =
-    wrongMac === undefined
-      ? generateMac('unionpay-ecb', keys.tak, packed.subarray(0, packed.length - 8))
-      : Buffer.from(wrongMac, 'hex');
-  mac.copy(packed, packed.length - 8);
-  return packed;
-}
-
-/** True when a reply's field 64 verifies under the raw terminal's TAK. */
-export function replyMacOk(reply: RawReply, keys: RawKeys): boolean {
-  const body = reply.envelope.body;
-  const want = generateMac('unionpay-ecb', keys.tak, body.subarray(0, body.length - 8));
-  return typeof reply.msg[64] === 'string' && want.equals(body.subarray(body.length - 8));
-}
-
-export function signInMessage(tid: string, stan: string, code: string): IsoMessage {
-  return {
-    0: '0800',
-    11: stan,
-    41: tid,
-    42: MID,
-    60: { 1: '00', 2: '000001', 3: code },
-    63: { 1: '001' },
-  } as IsoMessage;
-}
-
-/** A raw purchase 0200 (swiped, with a PIN block when given), without its MAC. */
-export function purchaseMessage(
-  tid: string,
-  stan: string,
-  p: { pan: string; expiry: string; amount: number; pinBlock?: string },
-): IsoMessage {
-  const msg: IsoMessage = {
-    0: '0200',
-    2: p.pan,
-    3: '000000',
-    4: String(p.amount).padStart(12, '0'),
-    11: stan,
-    14: p.expiry,
-    22: p.pinBlock === undefined ? '022' : '021',
-    25: '00',
-    35: track2Of({ pan: p.pan, expiry: p.expiry, serviceCode: '101' }),
-    41: tid,
-    42: MID,
-    49: '156',
-    60: { 1: '22', 2: '000001', 3: '000' },
-  } as IsoMessage;
-  if (p.pinBlock !== undefined) {
-    msg[26] = '12';
-    msg[52] = p.pinBlock;
-    msg[53] = { 1: '2', 2: '6', 3: '0', 4: '0000000000000' };
-  }
-  return msg;
-}
-
-/** A format-0 PIN block under the raw terminal's TPK. */
-export function pinBlockHex(keys: RawKeys, pin: string, pan: string): string {
-  return toHex(encryptPinBlock(keys.tpk, { format: 0, pin, pan }));
-}
-
-/** Signs a raw terminal in and opens (and checks) its keys. */
-export async function rawSignIn(raw: RawTerminal, t: KnownTerminal, stan: string, code = '003') {
-  const reply = await raw.exchange(pack(POS_DIALECT, signInMessage(t.tid, stan, code)));
-  if (reply.msg[39] !== '00') throw new Error(`sign-in answered ${String(reply.msg[39])}`);
-  const clear = openField62(reply.msg[62] as string, code, t);
-  return { reply, clear, keys: rawKeys(clear, t.algorithm) };
-}
-
-/** Polls `check` until it holds, or fails after `ms`. */
-export async function eventually(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** Polls `check` until it holds, or fails after `ms` (longer than the host tests: a whole platform). */
+export function eventually(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  return hostEventually(check, ms);
 }

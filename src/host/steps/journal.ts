@@ -11,6 +11,9 @@
  *   reached another host process. In `overlap` mode the append runs while the request is
  *   forwarded, saving one group-commit round trip of latency; a repeat that only the database
  *   catches is then found after forwarding (counted as `duplicates.forwarded`, answered 94).
+ *   In `outcome` mode there is no request row: the one row is appended with the outcome in
+ *   commit/abort (one durable write per transaction); a repeat the database catches there was
+ *   forwarded too (94, `duplicates.forwarded`).
  * - `outcome` (sign-in, sign-off, reversal, unsupported): one row written once, with the outcome.
  *
  * When a transaction aborts before this step was reached, the step still joins (`onAbort`) and
@@ -99,6 +102,16 @@ function writeFailed(ctx: TxnContext, e: unknown): void {
   if (ctx.rc === RC.APPROVED || ctx.rc === '') ctx.rc = RC.SYSTEM_MALFUNCTION;
 }
 
+/** A repeat the journal's unique key caught only after it was forwarded (overlap / outcome modes). */
+function repeatForwarded(ctx: TxnContext): void {
+  ctx.host.metrics.count('duplicates.forwarded');
+  ctx.host.log.error(
+    { tid: ctx.tid, stan: ctx.stan },
+    'a repeated request was forwarded before the journal caught it',
+  );
+  ctx.rc = RC.DUPLICATE;
+}
+
 /** Makes the journal step of one transaction type. */
 export function journalStep(options: JournalStepOptions): Step {
   const { txnType, write, duplicates } = options;
@@ -126,12 +139,7 @@ export function journalStep(options: JournalStepOptions): Step {
     } catch (e) {
       if (!isDuplicate(e)) throw e;
       ctx.journalId = '';
-      ctx.host.metrics.count('duplicates.forwarded');
-      ctx.host.log.error(
-        { tid: ctx.tid, stan: ctx.stan },
-        'a repeated request was forwarded before the journal caught it',
-      );
-      ctx.rc = RC.DUPLICATE;
+      repeatForwarded(ctx);
       return false;
     }
   }
@@ -159,6 +167,8 @@ export function journalStep(options: JournalStepOptions): Step {
         // A repeat of an already-recorded outcome (sign-in resent, reversal resent, repeated refusal).
         if (!isDuplicate(e)) throw e;
         ctx.journalId = '';
+        // `outcome` mode: a forwarded request whose key another process (or an earlier run) holds.
+        if (write === 'request' && !underResponseMti(ctx)) repeatForwarded(ctx);
       }
     } catch (e) {
       writeFailed(ctx, e);
@@ -172,7 +182,10 @@ export function journalStep(options: JournalStepOptions): Step {
     onAbort: true,
     prepare(ctx) {
       if (ctx.aborted || write === 'outcome') return PREPARED;
-      if (ctx.host.config.journal.mode === 'write-ahead') return appendRequest(ctx);
+      const mode = ctx.host.config.journal.mode;
+      if (mode === 'write-ahead') return appendRequest(ctx);
+      // `outcome` mode: the one row is appended, with the outcome, in commit/abort.
+      if (mode === 'outcome') return PREPARED;
       const pending = ctx.host.store.journal.append(row(ctx, txnType, false, 'received'));
       pending.catch(noop);
       ctx.journalPending = pending;

@@ -3,8 +3,9 @@
  *
  * 1. The HSM generates the working keys under the terminal's TMK: PIK and MAK, and a TDK for
  *    004/006 (001 single-length PIK and MAK; 003/004 double PIK, single MAK; 006 all SM4).
- * 2. The host stores their LMK blocks (one registry transaction: keys, sign-in time, state active),
- *    replacing the previous ones: every sign-in rotates the keys.
+ * 2. The host stores their LMK blocks (one registry transaction: keys, sign-in time, state active,
+ *    shared by the sign-ins of one event-loop turn, sign-in-writer.ts), replacing the previous
+ *    ones: every sign-in rotates the keys.
  * 3. The 0810 carries field 62 in the research notes' layout, each key under the TMK followed by
  *    its 4-byte check value (003/004: the 8-byte MAK then 8 zero bytes), the host's time and date
  *    (12/13) and the batch number in force (60.2).
@@ -18,6 +19,7 @@ import { type IsoMessage, joinKeyBlock, type Subfields } from '../../iso8583/ind
 import { RC } from '../../protocol/unionpay-pos.js';
 import type { Terminal } from '../../store/types.js';
 import { type Outcome, PREPARED, type Step, subfield, type TxnContext } from '../context.js';
+import { signInWriterFor } from '../sign-in-writer.js';
 import { journalStep } from '../steps/journal.js';
 import { loadTerminal } from '../steps/load-terminal.js';
 import { assignReference } from '../steps/reference.js';
@@ -53,16 +55,11 @@ async function signIn(ctx: TxnContext): Promise<Outcome> {
   const createdAt = ctx.host.clock();
   const stored = (k: { keyBlock: string; checkValue: string } | undefined) =>
     k === undefined ? null : { block: k.keyBlock, kcv: k.checkValue };
-  const updated: Terminal = await ctx.host.store.transaction(async (tx) => {
-    await tx.terminals.setWorkingKeys(t.tid, {
-      tpk: stored(keys.tpk),
-      tak: stored(keys.tak),
-      tdk: stored(keys.tdk),
-      createdAt,
-    });
-    const after = await tx.terminals.recordSignIn(t.tid, createdAt);
-    return after.state === 'new' ? tx.terminals.setState(t.tid, 'active') : after;
-  });
+  const updated: Terminal = await signInWriterFor(ctx.host.store).write(
+    t.tid,
+    { tpk: stored(keys.tpk), tak: stored(keys.tak), tdk: stored(keys.tdk), createdAt },
+    createdAt,
+  );
   const entry = ctx.host.terminals.remember(updated);
   ctx.terminal = entry.terminal;
   ctx.profile = entry.profile;

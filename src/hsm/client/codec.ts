@@ -31,6 +31,16 @@ import type {
 import { HsmError } from '../errors.js';
 import { KEY_TYPES, keyTypeOfHeader, usageFor } from '../key-types.js';
 import { DEV_BLOCK, DEV_MARK, LMK_ID_BLOCK } from '../keyblock.js';
+import {
+  ATTRIBUTE_ALGORITHMS,
+  blockSizeOf,
+  formatWrapped,
+  KEY_BLOCK_TYPE,
+  KEY_BYTES,
+  LEGACY_BY_BYTES,
+  NUMERIC_USAGES,
+} from '../payshield/commands/keys.js';
+import { FORMAT_OF_CODE as PIN_FORMAT_CODE } from '../payshield/commands/pin.js';
 import { clientError } from './errors.js';
 import { defineResponse } from './transport.js';
 
@@ -64,10 +74,7 @@ export function lmkKey(block: unknown, field: string): string {
 }
 
 /** Cipher block size of a key block's algorithm (header position 7): 16 for AES and SM4, else 8. */
-export function blockSizeOfBlock(block: string): 8 | 16 {
-  const letter = block[7];
-  return letter === 'A' || letter === '4' ? 16 : 8;
-}
+export const blockSizeOfBlock: (block: string) => 8 | 16 = blockSizeOf;
 
 /** The KCV method the HSM uses by default for a key block: CMAC for AES, E_K(0) otherwise. */
 export function defaultKcvMethodOfBlock(block: string): KcvMethod {
@@ -138,27 +145,12 @@ class Reader {
 // ---------------------------------------------------------------------------------------------
 // Key vocabulary: API key types and algorithms → key type code and `#` attributes
 
-/** `#` algorithm codes (see commands/keys.ts ATTRIBUTE_ALGORITHMS). */
-const ALGORITHM_ATTRIBUTE: Readonly<Record<KeyAlgorithm, string>> = {
-  des: 'DS',
-  tdes2: 'T2',
-  tdes3: 'T3',
-  aes128: 'A1',
-  aes192: 'A2',
-  aes256: 'A3',
-  sm4: 'SM',
-};
-
-/** Clear key bytes of each algorithm. */
-const KEY_BYTES: Readonly<Record<KeyAlgorithm, number>> = {
-  des: 8,
-  tdes2: 16,
-  tdes3: 24,
-  aes128: 16,
-  aes192: 24,
-  aes256: 32,
-  sm4: 16,
-};
+/** `#` algorithm code of each algorithm: the inverse of ATTRIBUTE_ALGORITHMS, first code wins (DS, not T1). */
+const ALGORITHM_ATTRIBUTE: Readonly<Partial<Record<KeyAlgorithm, string>>> = Object.fromEntries(
+  Object.entries(ATTRIBUTE_ALGORITHMS)
+    .reverse()
+    .map(([code, algorithm]) => [algorithm, code]),
+);
 
 /**
  * Key type code and `#` usage that make the HSM create exactly this key type. payShield's numeric
@@ -166,14 +158,10 @@ const KEY_BYTES: Readonly<Record<KeyAlgorithm, number>> = {
  * block becomes a ZMK on the zone side, so KEK cannot be asked for over the wire.
  */
 const WIRE_KEY_TYPES: Readonly<Partial<Record<KeyType, { code: string; usage?: string }>>> = {
-  TMK: { code: 'FFF', usage: '51' },
-  ZMK: { code: 'FFF', usage: '52' },
-  TPK: { code: 'FFF', usage: '71' },
-  ZPK: { code: 'FFF', usage: '72' },
-  DEK: { code: 'FFF', usage: '21' },
-  ZEK: { code: 'FFF', usage: '22' },
-  TDK: { code: 'FFF', usage: '23' },
-  BDK: { code: 'FFF', usage: 'B0' },
+  ...Object.fromEntries(
+    Object.entries(NUMERIC_USAGES).map(([usage, keyType]) => [keyType, { code: KEY_BLOCK_TYPE, usage }]),
+  ),
+  BDK: { code: KEY_BLOCK_TYPE, usage: 'B0' },
   TAK: { code: '003' },
   ZAK: { code: '008' },
 };
@@ -230,7 +218,8 @@ function lmkIdField(lmkId: string | undefined): string {
 
 /** Legacy scheme letter for a cryptogram of this many bytes ('' = 16 H without a letter). */
 function legacyScheme(bytes: number): string | undefined {
-  return bytes === 8 ? '' : bytes === 16 ? 'X' : bytes === 24 ? 'Y' : undefined;
+  const scheme = LEGACY_BY_BYTES[bytes];
+  return scheme === undefined ? undefined : formatWrapped(scheme, '');
 }
 
 /** What the LMK block's own header says: the key type, LMK id and development marker. */
@@ -472,15 +461,6 @@ export function resolveKcvRequest(
 
 // ---------------------------------------------------------------------------------------------
 // CA / CC / G0: PIN translation
-
-/** poskey PIN block formats → payShield format codes (commands/pin.ts PIN_FORMAT_CODES). */
-const PIN_FORMAT_CODE = new Map<unknown, string>([
-  [0, '01'],
-  [1, '05'],
-  [3, '47'],
-  [4, '48'],
-  ['sm4', '90'],
-]);
 
 function pinFormatCode(format: PinBlockFormat, field: string): string {
   const code = PIN_FORMAT_CODE.get(format);

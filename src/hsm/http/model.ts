@@ -205,18 +205,23 @@ function lmkIdOf(block: string | undefined): string | undefined {
   }
 }
 
+/** The KeyAttributes object of a key record. */
+function keyAttributesJson(rec: KeyRecord): Record<string, unknown> {
+  return {
+    keyUsage: usageName(rec.usage),
+    keyClass: 'SYMMETRIC_KEY',
+    keyAlgorithm: algorithmName(rec.algorithm),
+    keyModesOfUse: modesOfUse(rec.modeOfUse),
+  };
+}
+
 /** The Key object of every key-returning response. Never the key block: keys leave only by ExportKey. */
 export function keyJson(rec: KeyRecord, arns: Arns, aliases?: string[]): Record<string, unknown> {
   return {
     keyArn: arns.key(rec.id),
     keyId: rec.id,
     keyType: rec.keyType,
-    keyAttributes: {
-      keyUsage: usageName(rec.usage),
-      keyClass: 'SYMMETRIC_KEY',
-      keyAlgorithm: algorithmName(rec.algorithm),
-      keyModesOfUse: modesOfUse(rec.modeOfUse),
-    },
+    keyAttributes: keyAttributesJson(rec),
     keyCheckValue: rec.kcv,
     keyCheckValueAlgorithm: kcvAlgorithmName(rec.kcvMethod),
     exportable: rec.exportability !== 'N',
@@ -240,12 +245,7 @@ export function keySummaryJson(rec: KeyRecord, arns: Arns): Record<string, unkno
     keyArn: arns.key(rec.id),
     keyId: rec.id,
     keyType: rec.keyType,
-    keyAttributes: {
-      keyUsage: usageName(rec.usage),
-      keyClass: 'SYMMETRIC_KEY',
-      keyAlgorithm: algorithmName(rec.algorithm),
-      keyModesOfUse: modesOfUse(rec.modeOfUse),
-    },
+    keyAttributes: keyAttributesJson(rec),
     keyCheckValue: rec.kcv,
     exportable: rec.exportability !== 'N',
     keyState: rec.state,

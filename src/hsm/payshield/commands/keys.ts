@@ -33,7 +33,7 @@ export const KEY_BLOCK_TYPE = 'FFF';
  * name a family whose member depends on the command: zone keys for A0/A6/A4 (keys exchanged with
  * other hosts), terminal keys for HC/HA (keys sent to a terminal under its TMK).
  */
-const NUMERIC_USAGES: Readonly<Record<string, KeyType>> = {
+export const NUMERIC_USAGES: Readonly<Record<string, KeyType>> = {
   '21': 'DEK',
   '22': 'ZEK',
   '23': 'TDK',
@@ -96,7 +96,7 @@ export const KEY_BYTES: Readonly<Record<KeyAlgorithm, number>> = Object.freeze({
 });
 
 /** Legacy scheme letters by key length (what a response uses when the request names no scheme). */
-const LEGACY_BY_BYTES: Readonly<Record<number, KeyScheme>> = { 8: 'Z', 16: 'X', 24: 'Y' };
+export const LEGACY_BY_BYTES: Readonly<Record<number, KeyScheme>> = { 8: 'Z', 16: 'X', 24: 'Y' };
 
 /** Reads a 3-character key type code: one of KEY_TYPE_CODES or FFF (error 04 otherwise). */
 export function readKeyTypeCode(cursor: FieldCursor, payShield = '04', field = 'keyType'): string {

@@ -28,7 +28,8 @@ export const PIN_FORMAT_CODES: Readonly<Record<string, PinBlockFormat>> = Object
   '90': 'sm4',
 });
 
-const FORMAT_OF_CODE = new Map<PinBlockFormat, string>(
+/** poskey PIN block formats → payShield format codes (the inverse of PIN_FORMAT_CODES). */
+export const FORMAT_OF_CODE: ReadonlyMap<PinBlockFormat, string> = new Map<PinBlockFormat, string>(
   Object.entries(PIN_FORMAT_CODES).map(([code, format]) => [format, code]),
 );
 
