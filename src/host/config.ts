@@ -141,6 +141,11 @@ export const hostConfigSchema = z.strictObject({
   maxFrameSize: z.number().int().min(64).max(65535).default(4096),
   /** Working keys older than this (or none) get A7: sign in again. */
   maxTakAge: duration(1).default(DEFAULT_MAX_TAK_AGE_MS),
+  /**
+   * Key freshness: working keys older than this (but still within maxTakAge) get a successful
+   * reply with header processing requirement 3, so the terminal signs in (new TAK) afterwards.
+   */
+  keyRotationAge: duration(1).default(DEFAULT_MAX_TAK_AGE_MS / 2),
   /** How long a terminal record is served from memory before it is read again. */
   terminalCacheTtl: duration(0).default(5000),
   /** MAC on field 64 for terminals without an override. */

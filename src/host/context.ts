@@ -12,7 +12,7 @@
  */
 import type { Logger } from 'pino';
 import type { HsmClient, LmkKeyBlock } from '../hsm/api.js';
-import type { Dialect, IsoMessage, TransactionName } from '../iso8583/index.js';
+import type { Dialect, IsoMessage, Subfields, TransactionName } from '../iso8583/index.js';
 import { POS_DIALECT, type SecurityControl } from '../protocol/unionpay-pos.js';
 import type { JournalRecord, JournalStatus, Repository, Terminal } from '../store/types.js';
 import type { HostConfig } from './config.js';
@@ -167,6 +167,10 @@ export class TxnContext {
   // --- sign-in ---------------------------------------------------------------------------------
   /** Field 62 of the 0810. */
   keyBlock: string | undefined = undefined;
+
+  // --- settlement ------------------------------------------------------------------------------
+  /** Field 48 of the 0510: the host's totals of the batch with the result digits. */
+  settlementTotals: Subfields | undefined = undefined;
 
   // --- outcome ---------------------------------------------------------------------------------
   /** Response code (field 39); '' until a step decides. */

@@ -13,8 +13,10 @@ import { type ContextKey, INITIAL_CONTEXT_KEYS, type Step, subfield, type TxnCon
 import { hostError } from './errors.js';
 import { runPipeline } from './pipeline.js';
 import { balanceSteps } from './transactions/balance.js';
+import { batchUploadSteps } from './transactions/batch-upload.js';
 import { purchaseSteps } from './transactions/purchase.js';
 import { reversalSteps } from './transactions/reversal.js';
+import { settlementSteps } from './transactions/settlement.js';
 import { signInSteps } from './transactions/sign-in.js';
 import { signOffSteps } from './transactions/sign-off.js';
 import { unsupportedSteps } from './transactions/unsupported.js';
@@ -28,6 +30,8 @@ export const DEFAULT_ROUTES: RouteTable = Object.freeze({
   purchase: purchaseSteps,
   balance: balanceSteps,
   reversal: reversalSteps,
+  settlement: settlementSteps,
+  'batch-upload': batchUploadSteps,
 });
 
 /**

@@ -13,5 +13,6 @@ export {
   type StoreTarget,
 } from './open.js';
 export { maskPan } from './pan.js';
+export { isSettled } from './settlement.js';
 export * from './types.js';
 export { MAX_AMOUNT } from './validate.js';

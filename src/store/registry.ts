@@ -303,6 +303,7 @@ export function fromJournalRow(r: Selectable<JournalTable>): JournalRecord {
     originalRrn: r.original_rrn,
     createdAt: toInt(r.created_at),
     updatedAt: toInt(r.updated_at),
+    ...(r.settled_at === null || r.settled_at === undefined ? {} : { settledAt: toInt(r.settled_at) }),
   };
 }
 

@@ -198,6 +198,8 @@ export interface JournalRecord {
   originalRrn: string | null;
   createdAt: number;
   updatedAt: number;
+  /** When the row's batch was settled (absent until then); see `isSettled` in settlement.ts. */
+  settledAt?: number;
 }
 
 /**
@@ -365,6 +367,47 @@ export interface JournalTable {
   original_rrn: string | null;
   created_at: BigIntColumn;
   updated_at: BigIntColumn;
+  /** Migration 3; the journal writers never bind it. */
+  settled_at?: NullableBigIntColumn;
+}
+
+/** One settlement per terminal batch (migration 3). */
+export interface SettlementTable {
+  tid: string;
+  batch: number;
+  /** 'unbalanced' (waiting for the batch upload) or 'settled'. */
+  state: string;
+  /** Field 48 digits as the terminal sent them, and as the host computed them. */
+  terminal_totals: string;
+  host_totals: string;
+  uploaded: number;
+  created_at: BigIntColumn;
+  updated_at: BigIntColumn;
+  settled_at: NullableBigIntColumn;
+}
+
+/** A transaction a terminal uploaded (0320) for an unbalanced batch. */
+export interface BatchUploadTable {
+  tid: string;
+  batch: number;
+  stan: number;
+  message_type: string;
+  processing_code: string | null;
+  amount: NullableBigIntColumn;
+  pan_masked: string | null;
+  rrn: string | null;
+  /** The host's journal row for it, when it has one. */
+  journal_id: string | null;
+  created_at: BigIntColumn;
+}
+
+/** A closed business date and the reconciliation files written for it. */
+export interface BusinessDayTable {
+  business_date: string;
+  closed_at: BigIntColumn;
+  merchants: number;
+  /** JSON array of file names. */
+  files: string;
 }
 
 export interface SchemaMigrationTable {
@@ -378,6 +421,9 @@ export interface Schema {
   terminals: TerminalTable;
   journal: JournalTable;
   schema_migrations: SchemaMigrationTable;
+  settlements: SettlementTable;
+  batch_uploads: BatchUploadTable;
+  business_days: BusinessDayTable;
 }
 
 /** Journal columns in the order the writers bind them (SQLite worker, PostgreSQL unnest). */

@@ -28,9 +28,17 @@ async function recheck(ctx: TxnContext): Promise<Outcome> {
   if (entry === undefined) return ctx.fail(RC.TERMINAL_NOT_REGISTERED);
   ctx.terminal = entry.terminal;
   ctx.profile = entry.profile;
-  if (!keysCurrent(entry.terminal, ctx.host.clock(), ctx.host.config.maxTakAge)) return signInRequired(ctx);
+  const now = ctx.host.clock();
+  if (!keysCurrent(entry.terminal, now, ctx.host.config.maxTakAge)) return signInRequired(ctx);
   ctx.keysValid = true;
+  askRotationWhenDue(ctx, now);
   return PREPARED;
+}
+
+/** Key freshness: keys past `keyRotationAge` still work, but the reply asks for a new sign-in. */
+function askRotationWhenDue(ctx: TxnContext, now: number): void {
+  const wk = ctx.terminal!.workingKeys!;
+  if (now - wk.createdAt > ctx.host.config.keyRotationAge) ctx.processingRequirement = RE_SIGN_IN;
 }
 
 export const checkKeys: Step = {
@@ -38,8 +46,10 @@ export const checkKeys: Step = {
   requires: ['terminal'],
   provides: ['keysValid'],
   prepare(ctx) {
-    if (keysCurrent(ctx.terminal!, ctx.host.clock(), ctx.host.config.maxTakAge)) {
+    const now = ctx.host.clock();
+    if (keysCurrent(ctx.terminal!, now, ctx.host.config.maxTakAge)) {
       ctx.keysValid = true;
+      askRotationWhenDue(ctx, now);
       return PREPARED;
     }
     return recheck(ctx);
