@@ -21,7 +21,9 @@
 import { toHex } from '../crypto/bytes.js';
 import { isPoskeyError } from '../errors.js';
 import { type Dialect, type IsoMessage, pack, type Subfields } from '../iso8583/index.js';
+import { type BatchTotals, parseTotals, SETTLEMENT_RESULT } from '../protocol/settlement.js';
 import { posDialectFor, RC, RE_SIGN_IN_CODES, SM4_TPDU_DESTINATION } from '../protocol/unionpay-pos.js';
+import { type BatchRecord, type BatchStore, MemoryBatchStore } from './batch-store.js';
 import { type CardInput, readCard } from './cards.js';
 import { type ResolvedTerminalConfig, resolveTerminalConfig, type TerminalConfig } from './config.js';
 import { DEFAULT_TPDU, type Exchange, type FrameEvent, TerminalConnection } from './connection.js';
@@ -46,6 +48,7 @@ import {
   type ReversalReason,
   type ReversalStore,
 } from './reversal-store.js';
+import { settlementRequest, totalsOf, uploadDetail, uploadEnd } from './settlement-messages.js';
 import { MemoryStateStore, type TerminalStateStore } from './state-store.js';
 
 export type Outcome = 'approved' | 'declined' | 'mac-failed' | 'timeout';
@@ -96,8 +99,31 @@ export interface TransactionResult {
   signIn?: { approved: boolean; responseCode?: string; error?: string };
 }
 
+/** What `settle()` did (0500, and the batch upload when the host was not balanced). */
+export interface SettlementResult {
+  approved: boolean;
+  responseCode?: string;
+  responseText: string;
+  /** The batch that was settled (or tried). */
+  batch: string;
+  /** The batch in force afterwards (the host's 60.2). */
+  newBatch: string;
+  /** The host's result before the upload: true when both card classes balanced. */
+  balanced: boolean;
+  terminalTotals: BatchTotals;
+  /** The host's totals from the 0510, when it answered them. */
+  hostTotals?: BatchTotals;
+  /** 0320 details sent (0 when balanced). */
+  uploaded: number;
+  stan: string;
+  /** The sign-in the host asked for (header processing requirement 3). */
+  signIn?: { approved: boolean; responseCode?: string; error?: string };
+}
+
 export interface TerminalDeps {
   pinPad: PinPad;
+  /** The batch's approved transactions, for settlement; default in memory. */
+  batch?: BatchStore;
   /** Default: in memory. */
   reversals?: ReversalStore;
   /** STAN and batch; default in memory. */
@@ -117,6 +143,7 @@ export class Terminal {
   readonly pinPad: PinPad;
   readonly #dialect: Dialect;
   readonly #reversals: ReversalStore;
+  readonly #batchStore: BatchStore;
   readonly #state: TerminalStateStore;
   readonly #padStore: TerminalDeps['pinPadStore'];
   readonly #onFrame: TerminalDeps['onFrame'];
@@ -137,6 +164,7 @@ export class Terminal {
     }
     this.pinPad = deps.pinPad;
     this.#reversals = deps.reversals ?? new MemoryReversalStore();
+    this.#batchStore = deps.batch ?? new MemoryBatchStore();
     this.#state = deps.state ?? new MemoryStateStore();
     this.#padStore = deps.pinPadStore;
     this.#onFrame = deps.onFrame;
@@ -159,6 +187,12 @@ export class Terminal {
   /** Reversals waiting to be delivered. */
   pendingReversals(): Promise<PendingReversal[]> {
     return this.#reversals.list();
+  }
+
+  /** The approved transactions of the batch in force (what `settle()` totals and uploads). */
+  async batchRecords(): Promise<BatchRecord[]> {
+    await this.#load();
+    return this.#batchStore.list(this.#batch);
   }
 
   // --- sign-in / sign-off ----------------------------------------------------------------------
@@ -314,7 +348,119 @@ export class Terminal {
       if (reversal !== undefined) result.reversal = await this.#afterFailure(reversal);
       return result;
     }
-    return this.#accept(result, ex, reversal);
+    const accepted = await this.#accept(result, ex, reversal);
+    if (accepted.approved && kind === 'purchase') await this.#recordInBatch(request, accepted);
+    return accepted;
+  }
+
+  /** Keeps an approved transaction for settlement (60.1 = 25, a refund, counts as a credit). */
+  async #recordInBatch(request: IsoMessage, result: TransactionResult): Promise<void> {
+    const f60 = request[60] as Subfields;
+    const record: BatchRecord = {
+      batch: (f60[2] as string | undefined) ?? this.#batch,
+      stan: request[11] as string,
+      messageType: (f60[1] as string | undefined) ?? '22',
+      processingCode: request[3] as string,
+      amount: request[4] as string,
+      pan: request[2] as string,
+      credit: f60[1] === '25',
+    };
+    if (result.rrn !== undefined) record.rrn = result.rrn;
+    if (result.authCode !== undefined) record.authCode = result.authCode;
+    await this.#batchStore.add(record);
+  }
+
+  // --- settlement ------------------------------------------------------------------------------
+
+  /**
+   * Settles the batch in force: 0500 with the totals of the terminal's own records; when the host
+   * answers not balanced, uploads every record (0320) and ends the upload (0320, 60.3 = 202).
+   * Then takes the new batch from the host's 60.2 and forgets the settled records. Pending
+   * reversals are delivered first, since they change the host's totals.
+   * @throws POSKEY_ERR_TERMINAL_RESPONSE when a response fails its MAC or refuses an upload,
+   *   connection and timeout errors
+   */
+  async settle(): Promise<SettlementResult> {
+    await this.#load();
+    if (this.#needsSignIn()) await this.#signInOrThrow();
+    await this.#deliverReversals();
+    const batch = this.#batch;
+    const records = await this.#batchStore.list(batch);
+    const totals = totalsOf(records);
+    const stan = await this.#nextStan();
+    const first = await this.#settlementExchange(settlementRequest(this.config, stan, batch, totals));
+    const result: SettlementResult = {
+      approved: false,
+      responseText: describeResponseCode(first.code),
+      batch,
+      newBatch: batch,
+      balanced: false,
+      terminalTotals: totals,
+      uploaded: 0,
+      stan,
+    };
+    if (first.code !== undefined) result.responseCode = first.code;
+    if (first.code !== RC.APPROVED) return this.#afterSettlement(result, first.signIn);
+    const host = parseTotals(first.message[48]);
+    if (host === undefined) {
+      throw new TerminalError(E.RESPONSE, 'the 0510 carries no readable totals', { field: '48' });
+    }
+    result.hostTotals = { domestic: host.domestic, foreign: host.foreign };
+    result.balanced =
+      host.domesticResult === SETTLEMENT_RESULT.BALANCED && host.foreignResult === SETTLEMENT_RESULT.BALANCED;
+    let last = first;
+    if (!result.balanced) {
+      for (const r of records) await this.#settlementExchange(uploadDetail(this.config, r), true);
+      result.uploaded = records.length;
+      const endStan = await this.#nextStan();
+      last = await this.#settlementExchange(uploadEnd(this.config, endStan, batch, records.length), true);
+    }
+    result.approved = true;
+    await this.#advanceBatch(batch, last.message);
+    result.newBatch = this.#batch;
+    return this.#afterSettlement(result, first.signIn || last.signIn);
+  }
+
+  async #afterSettlement(result: SettlementResult, signIn: boolean): Promise<SettlementResult> {
+    if (signIn) result.signIn = await this.#signInAgain();
+    return result;
+  }
+
+  /** The batch after `settled`: the host's 60.2 when it moved on, else the next number. */
+  async #advanceBatch(settled: string, reply: IsoMessage): Promise<void> {
+    const given = (reply[60] as Subfields | undefined)?.[2];
+    const next =
+      typeof given === 'string' && /^\d{6}$/.test(given) && given !== settled
+        ? given
+        : String((Number(settled) % 999_999) + 1).padStart(6, '0');
+    await this.#batchStore.clear(settled);
+    this.#batch = next;
+    await this.#state.save({ stan: this.#stan, batch: this.#batch });
+  }
+
+  /**
+   * One settlement-family exchange whose answer must carry a valid MAC when approved;
+   * `mustApprove` turns any other answer into an error (an upload cannot go on after a refusal).
+   */
+  async #settlementExchange(
+    msg: IsoMessage,
+    mustApprove = false,
+  ): Promise<{ message: IsoMessage; code: string | undefined; signIn: boolean }> {
+    const ex = await this.#exchange(msg, this.#macAndPack(msg));
+    const code = typeof ex.message[39] === 'string' ? ex.message[39] : undefined;
+    const verified = this.#verifyResponseMac(ex);
+    if (verified === false || (verified === null && code === RC.APPROVED)) {
+      throw new TerminalError(E.RESPONSE, 'response MAC failed', { field: '64' });
+    }
+    if (mustApprove && code !== RC.APPROVED) {
+      throw new TerminalError(
+        E.RESPONSE,
+        `${msg[0]} STAN ${String(msg[11])} refused: ${code} ${describeResponseCode(code)}`,
+        { field: '39' },
+      );
+    }
+    const signIn = RE_SIGN_IN_CODES.has(code ?? '') || ex.envelope.header?.processingRequirement === 3;
+    return { message: ex.message, code, signIn };
   }
 
   async #accept(
