@@ -9,6 +9,7 @@
  */
 import type { Command } from 'commander';
 import { PoskeyError } from '../errors.js';
+import { registerDayEnd } from './host-day-end.js';
 import { action, printJson } from './output.js';
 
 interface ServeOptions {
@@ -172,4 +173,5 @@ export function registerHostCommands(program: Command): void {
     .command('host')
     .description('POSP host: terminal sign-in, purchase, balance, reversal');
   registerServe(host);
+  registerDayEnd(host);
 }
