@@ -18,7 +18,9 @@ import { combineComponents } from '../crypto/keys.js';
 import { PoskeyError } from '../errors.js';
 import { describeEnvelope, describeMessage, formatDescription } from '../iso8583/describe.js';
 import { TERMINAL_PROFILE } from '../iso8583/framing.js';
+import type { BatchTotals } from '../protocol/settlement.js';
 import { POS_DIALECT, type SignInCode } from '../protocol/unionpay-pos.js';
+import { FileBatchStore } from '../terminal/batch-store.js';
 import { type CardInput, TEST_CARDS, testCard, track2Of } from '../terminal/cards.js';
 import { resolveTerminalConfig, type TerminalConfig } from '../terminal/config.js';
 import type { FrameEvent } from '../terminal/connection.js';
@@ -206,7 +208,11 @@ async function withTerminal(opts: CommonOptions, fn: (t: Terminal) => Promise<vo
     pinPad: pad,
     ...(dir === undefined
       ? {}
-      : { state: new FileStateStore(dir), reversals: await FileReversalStore.open(dir) }),
+      : {
+          state: new FileStateStore(dir),
+          reversals: await FileReversalStore.open(dir),
+          batch: await FileBatchStore.open(dir),
+        }),
     ...(store === undefined ? {} : { pinPadStore: store }),
     ...(opts.trace ? { onFrame: traceFrame } : {}),
   });
@@ -274,6 +280,37 @@ async function signinCommand(opts: CommonOptions): Promise<void> {
           'sign-in code': t.config.signInCode,
           'key KCVs': r.keys,
           'latency ms': r.latencyMs.toFixed(1),
+        },
+        false,
+      );
+    }
+    if (!r.approved) process.exitCode = EXIT_FAILURE;
+  });
+}
+
+const totalsText = (t: BatchTotals | undefined) =>
+  t === undefined
+    ? undefined
+    : (['domestic', 'foreign'] as const).map(
+        (c) =>
+          `${c}: debits ${t[c].debitCount} / ${money(t[c].debitAmount)}, credits ${t[c].creditCount} / ${money(t[c].creditAmount)}`,
+      );
+
+async function settleCommand(opts: CommonOptions): Promise<void> {
+  await withTerminal(opts, async (t) => {
+    const r = await t.settle();
+    if (opts.json) printJson({ tid: t.config.tid, ...r });
+    else {
+      printResult(
+        {
+          terminal: t.config.tid,
+          response: `${r.responseCode ?? '--'} ${r.responseText}`,
+          batch: r.batch,
+          result: r.approved ? (r.balanced ? 'balanced' : `not balanced: ${r.uploaded} uploaded`) : 'refused',
+          'new batch': r.newBatch,
+          'terminal totals': totalsText(r.terminalTotals),
+          'host totals': totalsText(r.hostTotals),
+          'signed in again': r.signIn === undefined ? undefined : r.signIn.approved ? 'yes' : 'failed',
         },
         false,
       );
@@ -465,6 +502,20 @@ Example:
 `,
     )
     .action(run((opts: CardOptions) => financialCommand('purchase', opts)));
+
+  addTerminalOptions(
+    terminal
+      .command('settle')
+      .description('settle the batch (0500 totals; 0320 batch upload when the host is not balanced)'),
+  )
+    .addHelpText(
+      'after',
+      `
+The totals come from the terminal's own records of the batch (<data-dir>/batch.json). Exit code 0
+when the batch settled (the new batch is in force), 1 when the host refused.
+`,
+    )
+    .action(run((opts: CommonOptions) => settleCommand(opts)));
 
   program
     .command('simulate')

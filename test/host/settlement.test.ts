@@ -5,7 +5,12 @@
  * giving the terminal a record the host lacks.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import type { IsoMessage } from '../../src/iso8583/index.js';
 import { emptyTotals, totalsField } from '../../src/protocol/settlement.js';
 import { getSettlement, isSettled, uploadedItems } from '../../src/store/settlement.js';
@@ -322,3 +327,71 @@ function settlementSuite(dialect: Dialect, makeFixture: () => Promise<StoreFixtu
 
 settlementSuite('sqlite', sqliteFixture);
 settlementSuite('postgres', postgresFixture);
+
+describe('poskey terminal settle', { timeout: 120_000 }, () => {
+  const COMPONENTS = ['0123456789ABCDEFFEDCBA9876543210', '40404040404040404040404040404040'];
+  let w: World;
+  let dir: string;
+  before(async () => {
+    w = await startWorld(await sqliteFixture());
+    dir = mkdtempSync(join(tmpdir(), 'poskey-settle-cli-'));
+  });
+  after(async () => {
+    await w?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const cli = (...args: string[]) =>
+    new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'terminal', ...args], {
+        cwd: fileURLToPath(new URL('../../', import.meta.url)),
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => {
+        stdout += d;
+      });
+      child.stderr.on('data', (d) => {
+        stderr += d;
+      });
+      child.on('close', (status) => resolve({ status, stdout, stderr }));
+    });
+
+  it('settles the batch kept in --data-dir and moves to the next batch', async () => {
+    const tmk = w.hsm.importKey({
+      keyType: 'TMK',
+      algorithm: 'tdes2',
+      source: { kind: 'components', components: COMPONENTS },
+    });
+    await w.store.terminals.create({
+      tid: 'CLISET01',
+      mid: MID,
+      keyAlgorithm: 'TDES',
+      tmk: { block: tmk.keyBlock, kcv: tmk.info.kcv.value },
+    });
+    const common = ['--port', String(w.port), '--tid', 'CLISET01', '--mid', MID];
+    const lab = ['--tmk-components', COMPONENTS.join(','), '--data-dir', dir];
+    const card = ['--pan', CARDS.good.pan, '--expiry', CARDS.good.expiry, '--pin', CARDS.good.pin];
+    const bought = await cli('purchase', ...common, ...lab, ...card, '--amount', '12.34', '--json');
+    assert.equal(bought.status, 0, bought.stderr);
+    const settled = await cli('settle', ...common, ...lab, '--json');
+    assert.equal(settled.status, 0, settled.stderr);
+    const out = JSON.parse(settled.stdout) as {
+      approved: boolean;
+      balanced: boolean;
+      batch: string;
+      newBatch: string;
+      terminalTotals: { domestic: { debitAmount: number; debitCount: number } };
+    };
+    assert.deepEqual([out.approved, out.balanced, out.batch, out.newBatch], [true, true, '000001', '000002']);
+    assert.deepEqual(
+      [out.terminalTotals.domestic.debitAmount, out.terminalTotals.domestic.debitCount],
+      [1234, 1],
+    );
+    const text = await cli('settle', ...common, ...lab);
+    assert.equal(text.status, 0, text.stderr);
+    assert.match(text.stdout, /batch: +000002/);
+    assert.match(text.stdout, /new batch: +000003/);
+    assert.equal((await w.store.terminals.get('CLISET01'))?.batchNumber, 3);
+  });
+});
