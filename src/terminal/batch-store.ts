@@ -7,10 +7,10 @@
  * atomically with fsync before `add` resolves. They hold what a 0320 carries (PAN, amount, STAN,
  * RRN), never a PIN block or a track.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../crypto/sealed.js';
 import { TerminalError, TerminalErrorCode } from './errors.js';
+import { SerialFileWriter } from './file-writer.js';
 
 export interface BatchRecord {
   /** Batch number, 6 digits. */
@@ -76,11 +76,12 @@ function batchError(reason: string, cause?: unknown): TerminalError {
 /** Batch records in `<dir>/batch.json`. */
 export class FileBatchStore extends MemoryBatchStore {
   readonly path: string;
-  #chain: Promise<void> = Promise.resolve();
+  readonly #writer: SerialFileWriter;
 
   private constructor(dir: string) {
     super();
     this.path = join(dir, BATCH_FILE);
+    this.#writer = new SerialFileWriter(this.path);
   }
 
   /** @throws POSKEY_ERR_TERMINAL_STATE when the file exists but is not a batch file */
@@ -104,16 +105,8 @@ export class FileBatchStore extends MemoryBatchStore {
     return store;
   }
 
-  protected override async persist(): Promise<void> {
+  protected override persist(): Promise<void> {
     const text = `${JSON.stringify({ format: FORMAT, records: [...this.records.values()] }, null, 2)}\n`;
-    const dir = join(this.path, '..');
-    const next = this.#chain.then(async () => {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      await writeFileAtomic(this.path, text);
-    });
-    this.#chain = next.catch(() => undefined);
-    await next.catch((e) => {
-      throw batchError('cannot write the batch file', e);
-    });
+    return this.#writer.write(text, (e) => batchError('cannot write the batch file', e));
   }
 }

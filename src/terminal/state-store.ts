@@ -4,10 +4,10 @@
  * `<dataDir>/terminal.json` and every change is written (atomically, fsync) before the request that
  * uses it is sent, so a restarted terminal never reuses a STAN the host has already seen.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../crypto/sealed.js';
 import { TerminalError, TerminalErrorCode } from './errors.js';
+import { SerialFileWriter } from './file-writer.js';
 
 export interface TerminalCounters {
   /** Last STAN used, 0 before the first request. */
@@ -47,10 +47,11 @@ function stateError(reason: string, cause?: unknown): TerminalError {
 /** Counters in `<dir>/terminal.json`. */
 export class FileStateStore implements TerminalStateStore {
   readonly path: string;
-  #chain: Promise<void> = Promise.resolve();
+  readonly #writer: SerialFileWriter;
 
   constructor(dir: string) {
     this.path = join(dir, STATE_FILE);
+    this.#writer = new SerialFileWriter(this.path);
   }
 
   /** @throws POSKEY_ERR_TERMINAL_STATE when the file exists but is not a terminal state file */
@@ -82,16 +83,8 @@ export class FileStateStore implements TerminalStateStore {
     return { stan: stan as number, batch };
   }
 
-  async save(counters: TerminalCounters): Promise<void> {
+  save(counters: TerminalCounters): Promise<void> {
     const text = `${JSON.stringify({ format: FORMAT, ...counters }, null, 2)}\n`;
-    const dir = join(this.path, '..');
-    const next = this.#chain.then(async () => {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      await writeFileAtomic(this.path, text);
-    });
-    this.#chain = next.catch(() => undefined);
-    await next.catch((e) => {
-      throw stateError('cannot write the terminal state', e);
-    });
+    return this.#writer.write(text, (e) => stateError('cannot write the terminal state', e));
   }
 }
