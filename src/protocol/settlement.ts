@@ -94,6 +94,22 @@ export function totalsField(totals: BatchTotals, domesticResult = '0', foreignRe
 
 const WIDTHS = [12, 3, 12, 3, 1, 12, 3, 12, 3, 1] as const;
 
+/** Field 48 as one digit string (result digits 0), as the store keeps a settlement's totals. */
+export function totalsDigits(totals: BatchTotals): string {
+  return Object.values(totalsField(totals)).join('');
+}
+
+/** A digit string of `totalsDigits` back into field 48 subfields (for `parseTotals`). */
+export function splitTotalsDigits(digits: string): Subfields {
+  const out: Subfields = {};
+  let at = 0;
+  WIDTHS.forEach((w, i) => {
+    out[i + 1] = digits.slice(at, at + w);
+    at += w;
+  });
+  return out;
+}
+
 /** Reads field 48 of a 0500/0510; undefined when any of its ten subfields is missing or not n-digits. */
 export function parseTotals(field48: unknown): TotalsWithResult | undefined {
   if (field48 === null || typeof field48 !== 'object' || Array.isArray(field48)) return undefined;

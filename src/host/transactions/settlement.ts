@@ -15,10 +15,11 @@
  */
 import type { IsoMessage, Subfields } from '../../iso8583/index.js';
 import {
-  type BatchTotals,
   parseTotals,
   SETTLEMENT_RESULT,
   sameCardTotals,
+  splitTotalsDigits,
+  totalsDigits,
   totalsField,
 } from '../../protocol/settlement.js';
 import { RC } from '../../protocol/unionpay-pos.js';
@@ -38,11 +39,6 @@ import { baseReply, respondStep } from '../steps/respond.js';
 import { verifyMac } from '../steps/verify-mac.js';
 import { managementField60 } from './sign-in.js';
 
-/** Field 48 digits (as the journal of settlements keeps them). */
-export function totalsDigits(totals: BatchTotals): string {
-  return Object.values(totalsField(totals)).join('');
-}
-
 /** Puts a terminal record the store returned into the host's directory and the context. */
 export function adoptTerminal(ctx: TxnContext, updated: Terminal | undefined): void {
   if (updated === undefined) return;
@@ -53,23 +49,17 @@ export function adoptTerminal(ctx: TxnContext, updated: Terminal | undefined): v
 
 /** The 0510 field 48 of a closed settlement: the host totals it recorded, balanced. */
 function closedTotals(s: SettlementRecord): Subfields | undefined {
-  const parsed = parseTotals(splitDigits(s.hostTotals));
+  const parsed = parseTotals(splitTotalsDigits(s.hostTotals));
   return parsed === undefined
     ? undefined
     : totalsField(parsed, SETTLEMENT_RESULT.BALANCED, SETTLEMENT_RESULT.BALANCED);
 }
 
-const WIDTHS = [12, 3, 12, 3, 1, 12, 3, 12, 3, 1];
-
-/** Field 48 digits back into subfields. */
-export function splitDigits(digits: string): Record<number, string> {
-  const out: Record<number, string> = {};
-  let at = 0;
-  WIDTHS.forEach((w, i) => {
-    out[i + 1] = digits.slice(at, at + w);
-    at += w;
-  });
-  return out;
+/** The terminal's batch in force; a cached record that disagrees is read again (another host process may have settled). */
+async function batchInForce(ctx: TxnContext): Promise<number> {
+  if (ctx.batch === ctx.terminal!.batchNumber) return ctx.batch;
+  adoptTerminal(ctx, (await ctx.host.terminals.reload(ctx.tid))?.terminal);
+  return ctx.terminal!.batchNumber;
 }
 
 async function settle(ctx: TxnContext): Promise<Outcome> {
@@ -84,7 +74,7 @@ async function settle(ctx: TxnContext): Promise<Outcome> {
     ctx.rc = RC.APPROVED;
     return PREPARED;
   }
-  if (batch !== ctx.terminal!.batchNumber) return ctx.fail(RC.INVALID_TRANSACTION);
+  if (batch !== (await batchInForce(ctx))) return ctx.fail(RC.INVALID_TRANSACTION);
   const host = await batchTotals(store, tid, batch);
   const domestic = sameCardTotals(sent.domestic, host.domestic);
   const foreign = sameCardTotals(sent.foreign, host.foreign);
