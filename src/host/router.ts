@@ -13,11 +13,17 @@ import { type ContextKey, INITIAL_CONTEXT_KEYS, type Step, subfield, type TxnCon
 import { hostError } from './errors.js';
 import { runPipeline } from './pipeline.js';
 import { balanceSteps } from './transactions/balance.js';
+import { completionAdviceSteps, completionSteps } from './transactions/completion.js';
+import { completionVoidSteps } from './transactions/completion-void.js';
+import { preauthSteps } from './transactions/preauth.js';
+import { preauthVoidSteps } from './transactions/preauth-void.js';
 import { purchaseSteps } from './transactions/purchase.js';
+import { refundSteps } from './transactions/refund.js';
 import { reversalSteps } from './transactions/reversal.js';
 import { signInSteps } from './transactions/sign-in.js';
 import { signOffSteps } from './transactions/sign-off.js';
 import { unsupportedSteps } from './transactions/unsupported.js';
+import { voidSteps } from './transactions/void.js';
 
 export type RouteTable = Readonly<Partial<Record<TransactionName, readonly Step[]>>>;
 
@@ -28,6 +34,13 @@ export const DEFAULT_ROUTES: RouteTable = Object.freeze({
   purchase: purchaseSteps,
   balance: balanceSteps,
   reversal: reversalSteps,
+  void: voidSteps,
+  refund: refundSteps,
+  preauth: preauthSteps,
+  'preauth-void': preauthVoidSteps,
+  completion: completionSteps,
+  'completion-advice': completionAdviceSteps,
+  'completion-void': completionVoidSteps,
 });
 
 /**

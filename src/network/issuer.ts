@@ -25,7 +25,7 @@ import { toHex } from '../crypto/bytes.js';
 import { isPoskeyError } from '../errors.js';
 import type { HsmApi, LmkKeyBlock } from '../hsm/api.js';
 import type { PinVerificationApi } from '../hsm/pvv.js';
-import { type IsoMessage, maskPan, unpack } from '../iso8583/index.js';
+import { classify, type IsoMessage, maskPan, unpack } from '../iso8583/index.js';
 import {
   macField,
   NETWORK_DIALECT,
@@ -34,7 +34,9 @@ import {
   networkMacBlock,
   packNetworkWithMac,
 } from '../protocol/network-link.js';
+import { decodeOriginalData } from '../protocol/original-data.js';
 import { RC } from '../protocol/unionpay-pos.js';
+import { decideFollowUp, type FollowUpKind, followUpKind } from './follow-up.js';
 import type { AuthorisationFacts, AuthorisationOutcome, Card, Decision, Ledger } from './ledger.js';
 
 /** What the issuer asks of its HSM: MACs under the ZAK, PIN verification against the PVV. */
@@ -80,7 +82,7 @@ const ECHO_0210 = [3, 4, 7, 11, 12, 13, 25, 32, 37, 41, 42, 49] as const;
 const ECHO_0810 = [7, 11, 32, 33, 70] as const;
 const ZERO_MAC = '0000000000000000';
 
-type Kind = 'purchase' | 'balance';
+type Kind = 'purchase' | 'balance' | 'preauth';
 
 /** Why a 0200 is answered before the ledger is consulted. */
 class Refusal {
@@ -144,12 +146,13 @@ function readRequest(msg: IsoMessage): Request {
   }
   const processingCode = text(msg, 3) as string;
   const type = processingCode.slice(0, 2);
-  const kind: Kind | undefined = type === '00' ? 'purchase' : type === '31' ? 'balance' : undefined;
+  const kind: Kind | undefined =
+    type === '00' ? 'purchase' : type === '31' ? 'balance' : type === '03' ? 'preauth' : undefined;
   if (kind === undefined) throw new Refusal(RC.INVALID_TRANSACTION, `processing code ${processingCode}`);
   const amountText = text(msg, 4);
-  if (kind === 'purchase' && amountText === undefined) throw new Refusal(RC.FORMAT_ERROR, 'field 4 missing');
+  if (kind !== 'balance' && amountText === undefined) throw new Refusal(RC.FORMAT_ERROR, 'field 4 missing');
   const amount = kind === 'balance' ? 0 : Number(amountText);
-  if (kind === 'purchase' && amount <= 0) throw new Refusal(RC.INVALID_AMOUNT, 'zero amount');
+  if (kind !== 'balance' && amount <= 0) throw new Refusal(RC.INVALID_AMOUNT, 'zero amount');
   const { pan, expiry } = cardData(msg);
   return {
     kind,
@@ -206,7 +209,12 @@ export class Issuer {
     if (Number(mti[2]) % 2 === 1) return { kind: 'ignored', event: { ...event, reason: 'not a request' } };
     const responseMti = `${mti.slice(0, 2)}${Number(mti[2]) + 1}${mti[3]}`;
     try {
-      if (mti === '0200') return this.#financial(msg, responseMti, event, options.responseCode);
+      const followUp = mti === '0800' ? undefined : followUpKind(classify(NETWORK_DIALECT, msg).name);
+      if (followUp !== undefined)
+        return this.#followUp(msg, followUp, responseMti, event, options.responseCode);
+      if (mti === '0200' || mti === '0100') {
+        return this.#financial(msg, responseMti, event, options.responseCode);
+      }
       if (mti === '0800') return this.#management(msg, responseMti, event);
       return this.#reply(
         msg,
@@ -284,7 +292,40 @@ export class Issuer {
       return { responseCode: RC.APPROVED, authCode: this.#authCode(), reportBalance: true, ...tries };
     }
     if (card.balance < req.facts.amount) return { responseCode: RC.INSUFFICIENT_FUNDS, ...tries };
+    if (req.kind === 'preauth')
+      return { responseCode: RC.APPROVED, authCode: this.#authCode(), status: 'held', ...tries };
     return { responseCode: RC.APPROVED, authCode: this.#authCode(), debit: req.facts.amount, ...tries };
+  }
+
+  /** A void, refund, pre-auth void, completion or completion void (src/network/follow-up.ts). */
+  #followUp(
+    msg: IsoMessage,
+    kind: FollowUpKind,
+    responseMti: string,
+    event: IssuerEvent,
+    override: string | undefined,
+  ): IssuerResult {
+    const response = this.#base(msg, responseMti, ECHO_0210);
+    if (!this.#macVerifies(msg)) return this.#reply(msg, response, RC.MAC_FAILED, event, 'bad MAC');
+    let req: Request;
+    const original = decodeOriginalData(text(msg, 90));
+    try {
+      if (original === undefined) throw new Refusal(RC.FORMAT_ERROR, 'field 90 missing or malformed');
+      req = readRequest({ ...msg, 3: `00${(text(msg, 3) ?? '').slice(2)}` });
+    } catch (e) {
+      if (!(e instanceof Refusal)) throw e;
+      return this.#reply(msg, response, e.code, event, e.reason);
+    }
+    req.facts.processingCode = text(msg, 3) as string;
+    response[2] = req.facts.pan;
+    event.pan = maskPan(req.facts.pan);
+    if (override !== undefined) return this.#reply(msg, response, override, event, 'fault: response code');
+    const outcome = this.#ledger.followUp(req.facts, { kind, originalRrn: original!.rrn }, (card, o) =>
+      decideFollowUp(kind, req.facts.amount, card, o, this.#authCode),
+    );
+    event.replayed = outcome.replayed;
+    if (outcome.authCode !== undefined) response[38] = outcome.authCode;
+    return this.#reply(msg, response, outcome.responseCode, event, kind);
   }
 
   #verifyPin(card: Card, pinBlock: string): 'ok' | 'wrong' | 'unreadable' {
