@@ -23,6 +23,7 @@ import {
   rawSignIn,
   replyMacOk,
   startWorld,
+  swipe,
   type World,
 } from './helpers.js';
 
@@ -306,6 +307,54 @@ function suite(dialect: Dialect, makeFixture: () => Promise<StoreFixture>): void
         assert.equal(balance(), start);
       } finally {
         raw.close();
+      }
+    });
+
+    it('runs every follow-up from the terminal simulator, STANs and batch kept, the ledger back where it began', async () => {
+      const t = await w.register(`X${String(++seq).padStart(7, '0')}`);
+      const term = w.terminal(t);
+      const card = swipe(CARDS.good);
+      const ref = (r: { stan: string; rrn?: string }) => ({ batch: '000001', stan: r.stan, rrn: r.rrn! });
+      try {
+        const start = balance();
+        const heldBefore = held();
+        const sale = await term.purchase(card, 900, CARDS.good.pin);
+        assert.equal(sale.responseCode, '00');
+        const voided = await term.void(card, ref(sale), 900);
+        assert.equal(voided.type, 'void');
+        assert.equal(voided.responseCode, '00', voided.responseText);
+        assert.equal(voided.macVerified, true);
+        assert.equal(Number(voided.stan), Number(sale.stan) + 1);
+        const again = await term.void(card, ref(sale), 900);
+        assert.equal(again.responseCode, '12');
+        assert.equal(again.outcome, 'declined');
+        assert.equal(balance(), start);
+
+        const sale2 = await term.purchase(card, 500, CARDS.good.pin);
+        assert.equal((await term.refund(card, ref(sale2), 500)).responseCode, '00');
+        assert.equal((await term.refund(card, ref(sale2), 1)).responseText, 'invalid amount');
+
+        const pre = await term.preauth(card, 1200, CARDS.good.pin);
+        assert.equal(pre.responseCode, '00');
+        assert.equal(held(), heldBefore + 1200);
+        assert.equal((await term.preauthVoid(card, ref(pre), 1200)).responseCode, '00');
+        assert.equal(held(), heldBefore);
+
+        const pre2 = await term.preauth(card, 1000, CARDS.good.pin);
+        const done = await term.complete(card, ref(pre2), 1000);
+        assert.equal(done.responseCode, '00');
+        assert.equal(balance(), start - 1000);
+        assert.equal((await term.completionVoid(card, ref(done), 1000)).responseCode, '00');
+
+        const pre3 = await term.preauth(card, 300);
+        const advice = await term.completeAdvice(card, ref(pre3), 300);
+        assert.equal(advice.responseCode, '00');
+        assert.equal(balance(), start - 300);
+        assert.equal((await term.refund(card, ref(advice), 300)).responseCode, '00');
+        assert.equal(balance(), start);
+        assert.deepEqual(await term.pendingReversals(), []);
+      } finally {
+        await term.close();
       }
     });
 
