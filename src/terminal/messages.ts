@@ -41,8 +41,8 @@ export const FOLLOW_UP_CODES: Readonly<
 
 /** What a follow-up names of its original: where it is (batch, trace, date) and its RRN (37). */
 export interface OriginalRef {
-  /** 61.1, 6 digits. */
-  batch: string;
+  /** 61.1, 6 digits; the terminal's current batch when omitted. */
+  batch?: string;
   /** 61.2, the original's STAN. */
   stan: string;
   /** 37 of the original's approval. */
@@ -162,13 +162,14 @@ export function followUpRequest(
   const bad = (field: string, reason: string) =>
     new TerminalError(TerminalErrorCode.INPUT, reason, { field });
   if (o === undefined) throw bad('original', 'missing');
-  if (!/^\d{6}$/.test(o.batch)) throw bad('original.batch', 'must be 6 digits');
+  const batch = o.batch ?? p.batch;
+  if (!/^\d{6}$/.test(batch)) throw bad('original.batch', 'must be 6 digits');
   if (!/^\d{6}$/.test(o.stan)) throw bad('original.stan', 'must be 6 digits');
   if (!/^\d{4}$/.test(date)) throw bad('original.date', 'must be MMDD');
   if (!/^[0-9A-Za-z]{12}$/.test(o.rrn)) throw bad('original.rrn', 'must be 12 characters');
   msg[37] = o.rrn;
   if (o.authCode !== undefined) msg[38] = o.authCode;
-  msg[61] = { 1: o.batch, 2: o.stan, 3: date };
+  msg[61] = { 1: batch, 2: o.stan, 3: date };
   return msg;
 }
 
