@@ -148,7 +148,10 @@ function readRequest(msg: IsoMessage): Request {
   const type = processingCode.slice(0, 2);
   const kind: Kind | undefined =
     type === '00' ? 'purchase' : type === '31' ? 'balance' : type === '03' ? 'preauth' : undefined;
-  if (kind === undefined) throw new Refusal(RC.INVALID_TRANSACTION, `processing code ${processingCode}`);
+  // A pre-auth is a 0100 and nothing else is (follow-ups are read as a 0200 purchase).
+  if (kind === undefined || (kind === 'preauth') !== (msg[0] === '0100')) {
+    throw new Refusal(RC.INVALID_TRANSACTION, `processing code ${processingCode}`);
+  }
   const amountText = text(msg, 4);
   if (kind !== 'balance' && amountText === undefined) throw new Refusal(RC.FORMAT_ERROR, 'field 4 missing');
   const amount = kind === 'balance' ? 0 : Number(amountText);
@@ -311,7 +314,7 @@ export class Issuer {
     const original = decodeOriginalData(text(msg, 90));
     try {
       if (original === undefined) throw new Refusal(RC.FORMAT_ERROR, 'field 90 missing or malformed');
-      req = readRequest({ ...msg, 3: `00${(text(msg, 3) ?? '').slice(2)}` });
+      req = readRequest({ ...msg, 0: '0200', 3: `00${(text(msg, 3) ?? '').slice(2)}` });
     } catch (e) {
       if (!(e instanceof Refusal)) throw e;
       return this.#reply(msg, response, e.code, event, e.reason);
