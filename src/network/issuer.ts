@@ -16,6 +16,11 @@
  *      a purchase without a PIN is allowed (signature); funds short → 51; else approved: the debit,
  *      the auth code (38) and for inquiries the balance (54) are committed with the row before the
  *      answer is built.
+ * 0100 pre-authorisation (03xxxx): as a purchase, against the available balance, approved as a
+ * hold (row status `held`) instead of a debit.
+ * Follow-ups (void, refund, pre-auth void, completion and its advice, completion void; named by the
+ * network catalogue) name their original by RRN in field 90 and are decided in
+ * `Ledger.followUp` by the rules of follow-up.ts (25, 12, 13; field 90 missing → 30).
  * 0800 echo (70 = 301), sign-on 001 and sign-off 002 → 0810 39 = 00 (a MAC, when the request
  * has one, must verify); other 70 codes → 12. Any other request MTI → its response with 12.
  * Every answer is MACed under the ZAK. A body that does not parse, or a response MTI, gets no answer.

@@ -13,6 +13,10 @@
  * - Meta: schema version, the PVK (an LMK key block, made on first open) and the PVKI, and the
  *   network side's zone key blocks.
  *
+ * - Holds and follow-ups: an approved pre-auth is a row with status `held` (the available balance
+ *   is the balance less every held amount); `followUp` applies voids, refunds, pre-auth voids and
+ *   completions against an original found by RRN, linked in `follow_ups`.
+ *
  * Designed for the next issue: reversals (0400/0420) will be rows of their own keyed the same way,
  * pointing at the original by key and crediting it back once (idempotent by the same primary-key
  * rule); the `status` column of an authorisation is where "reversed" will go.
