@@ -244,14 +244,9 @@ export class Issuer {
     override: string | undefined,
   ): IssuerResult {
     const response = this.#base(msg, responseMti, ECHO_0210);
-    if (!this.#macVerifies(msg)) return this.#reply(msg, response, RC.MAC_FAILED, event, 'bad MAC');
-    let req: Request;
-    try {
-      req = readRequest(msg);
-    } catch (e) {
-      if (!(e instanceof Refusal)) throw e;
-      return this.#reply(msg, response, e.code, event, e.reason);
-    }
+    const read = this.#authenticated(msg, response, event, () => readRequest(msg));
+    if ('answer' in read) return read.answer;
+    const req = read.req;
     const pan = req.facts.pan;
     response[2] = pan;
     if (req.kind === 'balance' && response[4] === undefined) response[4] = '000000000000';
@@ -267,6 +262,23 @@ export class Issuer {
     if (outcome.authCode !== undefined) response[38] = outcome.authCode;
     if (req.kind === 'balance' && outcome.balance !== undefined) {
       response[54] = balanceField(outcome.balance, req.facts.currency);
+    }
+  }
+
+  /** The request read after its MAC verified, or the answer refusing it (A0, or the read's Refusal). */
+  #authenticated(
+    msg: IsoMessage,
+    response: IsoMessage,
+    event: IssuerEvent,
+    read: () => Request,
+  ): { req: Request } | { answer: IssuerResult } {
+    if (!this.#macVerifies(msg))
+      return { answer: this.#reply(msg, response, RC.MAC_FAILED, event, 'bad MAC') };
+    try {
+      return { req: read() };
+    } catch (e) {
+      if (!(e instanceof Refusal)) throw e;
+      return { answer: this.#reply(msg, response, e.code, event, e.reason) };
     }
   }
 
@@ -314,16 +326,14 @@ export class Issuer {
     override: string | undefined,
   ): IssuerResult {
     const response = this.#base(msg, responseMti, ECHO_0210);
-    if (!this.#macVerifies(msg)) return this.#reply(msg, response, RC.MAC_FAILED, event, 'bad MAC');
-    let req: Request;
     const original = decodeOriginalData(text(msg, 90));
-    try {
+    const read = this.#authenticated(msg, response, event, () => {
       if (original === undefined) throw new Refusal(RC.FORMAT_ERROR, 'field 90 missing or malformed');
-      req = readRequest({ ...msg, 0: '0200', 3: `00${(text(msg, 3) ?? '').slice(2)}` });
-    } catch (e) {
-      if (!(e instanceof Refusal)) throw e;
-      return this.#reply(msg, response, e.code, event, e.reason);
-    }
+      // Read as the purchase it resembles; its own processing code is put back below.
+      return readRequest({ ...msg, 0: '0200', 3: `00${(text(msg, 3) ?? '').slice(2)}` });
+    });
+    if ('answer' in read) return read.answer;
+    const req = read.req;
     req.facts.processingCode = text(msg, 3) as string;
     response[2] = req.facts.pan;
     event.pan = maskPan(req.facts.pan);

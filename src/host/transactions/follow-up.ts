@@ -7,21 +7,14 @@
 import type { IsoMessage } from '../../iso8583/index.js';
 import type { JournalStatus } from '../../store/types.js';
 import type { Step, TxnContext } from '../context.js';
-import { checkKeys } from '../steps/check-keys.js';
 import { checkRefundable } from '../steps/check-refundable.js';
-import { decryptTrack } from '../steps/decrypt-track.js';
-import { duplicate } from '../steps/duplicate.js';
 import { forwardStep } from '../steps/forward.js';
 import { journalStep } from '../steps/journal.js';
-import { loadTerminal } from '../steps/load-terminal.js';
 import { markOriginal } from '../steps/mark-original.js';
 import { matchOriginal, type OriginalRule } from '../steps/match-original.js';
-import { assignReference } from '../steps/reference.js';
 import { respondStep } from '../steps/respond.js';
 import { risk } from '../steps/risk.js';
-import { translatePin } from '../steps/translate-pin.js';
-import { verifyMac } from '../steps/verify-mac.js';
-import { financialReply } from './financial.js';
+import { CARD_REQUEST_STEPS, financialReply } from './financial.js';
 
 export interface FollowUpOptions extends OriginalRule {
   /** Journal txn type of the follow-up. */
@@ -40,16 +33,7 @@ function followUpReply(ctx: TxnContext): IsoMessage {
 }
 
 export function followUpSteps(options: FollowUpOptions): readonly Step[] {
-  const steps: Step[] = [
-    assignReference,
-    loadTerminal,
-    checkKeys,
-    verifyMac,
-    duplicate,
-    decryptTrack,
-    translatePin,
-    matchOriginal(options),
-  ];
+  const steps: Step[] = [...CARD_REQUEST_STEPS, matchOriginal(options)];
   if (options.refund === true) steps.push(checkRefundable);
   steps.push(risk);
   if (options.originalStatus !== undefined) steps.push(markOriginal(options.originalStatus));
