@@ -14,7 +14,7 @@
  *
  * Refusals: no such original, another card, or an original that was declined → 25; an original
  * no longer in the state the kind needs (already voided, released, completed; a refund of a voided
- * sale) → 12; an amount that differs from the original, or goes over it → 13.
+ * sale, a void of a sale already partly refunded) → 12; an amount that differs from the original, or goes over it → 13.
  */
 import type { TransactionName } from '../iso8583/index.js';
 import { RC } from '../protocol/unionpay-pos.js';
@@ -82,7 +82,10 @@ export function decideFollowUp(
   ) {
     return { responseCode: RC.ORIGINAL_NOT_FOUND };
   }
-  if (original.status !== needs.status) return { responseCode: RC.INVALID_TRANSACTION };
+  // A sale already partly refunded cannot be voided as well: the credits would exceed it.
+  if (original.status !== needs.status || (kind === 'void' && original.refunded > 0)) {
+    return { responseCode: RC.INVALID_TRANSACTION };
+  }
   if (!amountFits(kind, amount, original)) return { responseCode: RC.INVALID_AMOUNT };
   const d: FollowUpDecision = { responseCode: RC.APPROVED, authCode: authCode() };
   const after = AFTER[kind];

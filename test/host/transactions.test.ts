@@ -205,6 +205,22 @@ function suite(dialect: Dialect, makeFixture: () => Promise<StoreFixture>): void
           ],
         );
 
+        // A sale partly refunded cannot be voided as well (the network refuses: 12).
+        const sale3 = await send((s) => message(t.tid, s, KINDS.purchase, CARDS.good, 300));
+        const orig3 = { stan: sale3.stan, rrn: sale3.msg[37] as string };
+        assert.equal(
+          (await send((s) => message(t.tid, s, KINDS.refund, CARDS.good, 100, orig3))).msg[39],
+          '00',
+        );
+        assert.equal(
+          (await send((s) => message(t.tid, s, KINDS.void, CARDS.good, 300, orig3))).msg[39],
+          '12',
+        );
+        assert.equal(
+          (await send((s) => message(t.tid, s, KINDS.refund, CARDS.good, 200, orig3))).msg[39],
+          '00',
+        );
+
         const sale2 = await send((s) => message(t.tid, s, KINDS.purchase, CARDS.good, 700));
         const orig2 = { stan: sale2.stan, rrn: sale2.msg[37] as string };
         assert.equal(
@@ -216,6 +232,28 @@ function suite(dialect: Dialect, makeFixture: () => Promise<StoreFixture>): void
           '12',
         );
         assert.equal(balance(), start);
+      } finally {
+        raw.close();
+      }
+    });
+
+    it('a settled sale cannot be voided (12) but can still be refunded', async () => {
+      const { t, raw, send } = await session();
+      try {
+        const start = balance();
+        const sale = await send((s) => message(t.tid, s, KINDS.purchase, CARDS.good, 400));
+        const orig = { stan: sale.stan, rrn: sale.msg[37] as string };
+        const row = await w.store.journal.get(t.tid, 1, sale.stan, '0200');
+        // What the settlement step does to the batch's approved rows.
+        await w.store.journal.updateOutcome(row!.id, { status: 'settled' });
+        assert.equal((await send((s) => message(t.tid, s, KINDS.void, CARDS.good, 400, orig))).msg[39], '12');
+        assert.equal(balance(), start - 400);
+        assert.equal(
+          (await send((s) => message(t.tid, s, KINDS.refund, CARDS.good, 400, orig))).msg[39],
+          '00',
+        );
+        assert.equal(balance(), start);
+        assert.equal((await w.store.journal.get(t.tid, 1, sale.stan, '0200'))?.status, 'settled');
       } finally {
         raw.close();
       }

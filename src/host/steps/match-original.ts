@@ -7,7 +7,8 @@
  * - 61 missing or not digits, 37 or 4 missing → 30 (format error);
  * - no original of the right type at that batch and trace, one that was not approved, another RRN
  *   or another card, or (void, completion void) an original in another batch → 25;
- * - an original no longer in the state needed (already voided, completed, settled) → 12;
+ * - an original no longer in the state needed (already voided, completed; settled, except for
+ *   refunds, pre-auth voids and completions, which may come after settlement) → 12;
  * - an amount that is not the original's (void, pre-auth void, completion void) or exceeds it
  *   (completion) → 13. Refunds' running total is check-refundable's.
  *
@@ -25,6 +26,8 @@ export interface OriginalRule {
   sameBatch: boolean;
   /** How the amount compares with the original's. */
   amount: 'equal' | 'at-most' | 'any';
+  /** True when a settled original still qualifies (refunds and completions come after settlement). */
+  afterSettlement?: boolean;
 }
 
 /** Hook for settlement: a settled original can no longer be voided or refunded. */
@@ -68,7 +71,8 @@ async function find(ctx: TxnContext, rule: OriginalRule): Promise<Outcome> {
     return ctx.fail(RC.ORIGINAL_NOT_FOUND);
   }
   ctx.original = o;
-  if (o.status !== 'approved' || isSettled(o)) return ctx.fail(RC.INVALID_TRANSACTION);
+  const open = o.status === 'approved' || (rule.afterSettlement === true && isSettled(o));
+  if (!open) return ctx.fail(RC.INVALID_TRANSACTION);
   const amount = Number(amountText);
   const fits =
     rule.amount === 'equal'

@@ -10,6 +10,7 @@ const rule = {
   types: ['preauth'],
   sameBatch: false,
   amount: 'at-most',
+  afterSettlement: true,
   originalStatus: 'completed',
 } as const;
 

@@ -9,5 +9,6 @@ export const preauthVoidSteps = followUpSteps({
   types: ['preauth'],
   sameBatch: false,
   amount: 'equal',
+  afterSettlement: true,
   originalStatus: 'voided',
 });

@@ -10,5 +10,6 @@ export const refundSteps = followUpSteps({
   types: ['purchase', 'completion', 'completion_advice'],
   sameBatch: false,
   amount: 'at-most',
+  afterSettlement: true,
   refund: true,
 });
