@@ -114,6 +114,12 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       ];
     },
   },
+  {
+    version: 2,
+    name: 'journal rows by original',
+    // Refunds sum what was already refunded against a sale; voids and completions link theirs.
+    statements: () => ['CREATE INDEX journal_original ON journal (original_id)'],
+  },
 ]);
 
 /** The version this build expects the database to be at. */
