@@ -31,6 +31,10 @@ function poskey(args: string[]): Promise<{ code: number | null; out: string; err
   return new Promise((resolve) => child.once('exit', (code) => resolve({ code, out, err })));
 }
 
+/** A follow-up subcommand for `amount` naming its original. */
+const followUp = (cmd: string, common: string[], amount: string, stan: string, rrn: string) =>
+  poskey([cmd, ...common, '--amount', amount, '--original-stan', stan, '--original-rrn', rrn]);
+
 describe('poskey terminal follow-ups', { timeout: 180_000 }, () => {
   let w: World;
   let t: RegisteredTerminal;
@@ -85,44 +89,17 @@ describe('poskey terminal follow-ups', { timeout: 180_000 }, () => {
     const pre = await poskey(['preauth', ...common, '--amount', '5.00']);
     assert.equal(pre.code, 0, pre.err);
     const p = JSON.parse(pre.out) as { stan: string; rrn: string };
-    const done = await poskey([
-      'complete',
-      ...common,
-      '--amount',
-      '4.00',
-      '--original-stan',
-      p.stan,
-      '--original-rrn',
-      p.rrn,
-    ]);
+    const done = await followUp('complete', common, '4.00', p.stan, p.rrn);
     assert.equal(done.code, 0, done.err);
     const d = JSON.parse(done.out) as { stan: string; rrn: string };
     assert.equal(w.network.ledger.balanceOf(CARDS.good.pan), start - 400);
-    const undone = await poskey([
-      'completion-void',
-      ...common,
-      '--amount',
-      '4.00',
-      '--original-stan',
-      d.stan,
-      '--original-rrn',
-      d.rrn,
-    ]);
+    const undone = await followUp('completion-void', common, '4.00', d.stan, d.rrn);
     assert.equal(undone.code, 0, undone.err);
     assert.equal(w.network.ledger.balanceOf(CARDS.good.pan), start);
   });
 
   it('refuses a malformed original with one line on stderr and exit 2', async () => {
-    const bad = await poskey([
-      'refund',
-      ...common,
-      '--amount',
-      '1.00',
-      '--original-stan',
-      '1',
-      '--original-rrn',
-      'short',
-    ]);
+    const bad = await followUp('refund', common, '1.00', '1', 'short');
     assert.equal(bad.code, 2);
     assert.equal(
       bad.err.trim(),
