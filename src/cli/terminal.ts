@@ -32,11 +32,12 @@ import { FileReversalStore } from '../terminal/reversal-store.js';
 import { FileStateStore } from '../terminal/state-store.js';
 import { Terminal, type TransactionResult } from '../terminal/terminal.js';
 import { describeError, EXIT_FAILURE, EXIT_USAGE, printJson, printResult } from './output.js';
+import { registerFollowUpCommands } from './terminal-follow-up.js';
 
 /** Bad option values or combinations. */
 export const ERR_OPTION = 'POSKEY_ERR_CLI_OPTION';
 
-interface CommonOptions {
+export interface CommonOptions {
   host: string;
   port: string;
   tid: string;
@@ -54,7 +55,7 @@ interface CommonOptions {
   json?: boolean;
 }
 
-interface CardOptions extends CommonOptions {
+export interface CardOptions extends CommonOptions {
   pan?: string;
   expiry?: string;
   track2?: string;
@@ -73,7 +74,7 @@ const USAGE_CODES = new Set<string>([
   PinPadErrorCode.KEY,
 ]);
 
-function run<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+export function run<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
     try {
       await fn(...args);
@@ -86,7 +87,7 @@ function run<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: 
   };
 }
 
-function optionError(flag: string, reason: string): PoskeyError {
+export function optionError(flag: string, reason: string): PoskeyError {
   return new PoskeyError(ERR_OPTION, reason, { field: flag });
 }
 
@@ -200,7 +201,7 @@ function terminalConfig(opts: CommonOptions): TerminalConfig {
   return config;
 }
 
-async function withTerminal(opts: CommonOptions, fn: (t: Terminal) => Promise<void>): Promise<void> {
+export async function withTerminal(opts: CommonOptions, fn: (t: Terminal) => Promise<void>): Promise<void> {
   const config = terminalConfig(opts);
   const { pad, store } = await preparePinPad(opts, resolveTerminalConfig(config).slots.tmk);
   const dir = opts.dataDir;
@@ -224,7 +225,7 @@ async function withTerminal(opts: CommonOptions, fn: (t: Terminal) => Promise<vo
   }
 }
 
-function cardOf(opts: CardOptions): CardInput {
+export function cardOf(opts: CardOptions): CardInput {
   const given = [opts.track2, opts.pan, opts.card].filter((x) => x !== undefined).length;
   if (given !== 1)
     throw optionError('--pan', 'give exactly one of --pan (with --expiry), --track2 or --card');
@@ -235,7 +236,7 @@ function cardOf(opts: CardOptions): CardInput {
 
 const money = (minor: number | string) => (Number(minor) / 100).toFixed(2);
 
-function resultText(r: TransactionResult, tid: string): Record<string, unknown> {
+export function resultText(r: TransactionResult, tid: string): Record<string, unknown> {
   const reversal = r.reversal
     ? `STAN ${r.reversal.stan} reason ${r.reversal.reason}: ${r.reversal.acknowledged ? 'acknowledged' : `pending${r.reversal.error ? ` (${r.reversal.error})` : ''}`}`
     : undefined;
@@ -331,7 +332,7 @@ async function financialCommand(kind: 'balance' | 'purchase', opts: CardOptions)
   });
 }
 
-function addTerminalOptions(cmd: Command): Command {
+export function addTerminalOptions(cmd: Command): Command {
   return cmd
     .option('--host <host>', 'POSP host', '127.0.0.1')
     .requiredOption('--port <port>', 'POSP port')
@@ -366,7 +367,7 @@ function addTerminalOptions(cmd: Command): Command {
     .option('--json', 'print exactly one JSON object');
 }
 
-function addCardOptions(cmd: Command): Command {
+export function addCardOptions(cmd: Command): Command {
   return cmd
     .option('--pan <pan>', 'keyed-in card number (entry mode 01x)')
     .option('--expiry <yymm>', 'expiry date with --pan')
@@ -502,6 +503,8 @@ Example:
 `,
     )
     .action(run((opts: CardOptions) => financialCommand('purchase', opts)));
+
+  registerFollowUpCommands(terminal);
 
   addTerminalOptions(
     terminal

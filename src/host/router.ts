@@ -14,12 +14,18 @@ import { hostError } from './errors.js';
 import { runPipeline } from './pipeline.js';
 import { balanceSteps } from './transactions/balance.js';
 import { batchUploadSteps } from './transactions/batch-upload.js';
+import { completionAdviceSteps, completionSteps } from './transactions/completion.js';
+import { completionVoidSteps } from './transactions/completion-void.js';
+import { preauthSteps } from './transactions/preauth.js';
+import { preauthVoidSteps } from './transactions/preauth-void.js';
 import { purchaseSteps } from './transactions/purchase.js';
+import { refundSteps } from './transactions/refund.js';
 import { reversalSteps } from './transactions/reversal.js';
 import { settlementSteps } from './transactions/settlement.js';
 import { signInSteps } from './transactions/sign-in.js';
 import { signOffSteps } from './transactions/sign-off.js';
 import { unsupportedSteps } from './transactions/unsupported.js';
+import { voidSteps } from './transactions/void.js';
 
 export type RouteTable = Readonly<Partial<Record<TransactionName, readonly Step[]>>>;
 
@@ -32,6 +38,13 @@ export const DEFAULT_ROUTES: RouteTable = Object.freeze({
   reversal: reversalSteps,
   settlement: settlementSteps,
   'batch-upload': batchUploadSteps,
+  void: voidSteps,
+  refund: refundSteps,
+  preauth: preauthSteps,
+  'preauth-void': preauthVoidSteps,
+  completion: completionSteps,
+  'completion-advice': completionAdviceSteps,
+  'completion-void': completionVoidSteps,
 });
 
 /**

@@ -16,6 +16,11 @@
  *      a purchase without a PIN is allowed (signature); funds short → 51; else approved: the debit,
  *      the auth code (38) and for inquiries the balance (54) are committed with the row before the
  *      answer is built.
+ * 0100 pre-authorisation (03xxxx): as a purchase, against the available balance, approved as a
+ * hold (row status `held`) instead of a debit.
+ * Follow-ups (void, refund, pre-auth void, completion and its advice, completion void; named by the
+ * network catalogue) name their original by RRN in field 90 and are decided in
+ * `Ledger.followUp` by the rules of follow-up.ts (25, 12, 13; field 90 missing → 30).
  * 0800 echo (70 = 301), sign-on 001 and sign-off 002 → 0810 39 = 00 (a MAC, when the request
  * has one, must verify); other 70 codes → 12. Any other request MTI → its response with 12.
  * Every answer is MACed under the ZAK. A body that does not parse, or a response MTI, gets no answer.
@@ -25,7 +30,7 @@ import { toHex } from '../crypto/bytes.js';
 import { isPoskeyError } from '../errors.js';
 import type { HsmApi, LmkKeyBlock } from '../hsm/api.js';
 import type { PinVerificationApi } from '../hsm/pvv.js';
-import { type IsoMessage, maskPan, unpack } from '../iso8583/index.js';
+import { classify, type IsoMessage, maskPan, unpack } from '../iso8583/index.js';
 import {
   macField,
   NETWORK_DIALECT,
@@ -34,7 +39,9 @@ import {
   networkMacBlock,
   packNetworkWithMac,
 } from '../protocol/network-link.js';
+import { decodeOriginalData } from '../protocol/original-data.js';
 import { RC } from '../protocol/unionpay-pos.js';
+import { decideFollowUp, type FollowUpKind, followUpKind } from './follow-up.js';
 import type { AuthorisationFacts, AuthorisationOutcome, Card, Decision, Ledger } from './ledger.js';
 
 /** What the issuer asks of its HSM: MACs under the ZAK, PIN verification against the PVV. */
@@ -80,7 +87,7 @@ const ECHO_0210 = [3, 4, 7, 11, 12, 13, 25, 32, 37, 41, 42, 49] as const;
 const ECHO_0810 = [7, 11, 32, 33, 70] as const;
 const ZERO_MAC = '0000000000000000';
 
-type Kind = 'purchase' | 'balance';
+type Kind = 'purchase' | 'balance' | 'preauth';
 
 /** Why a 0200 is answered before the ledger is consulted. */
 class Refusal {
@@ -144,12 +151,16 @@ function readRequest(msg: IsoMessage): Request {
   }
   const processingCode = text(msg, 3) as string;
   const type = processingCode.slice(0, 2);
-  const kind: Kind | undefined = type === '00' ? 'purchase' : type === '31' ? 'balance' : undefined;
-  if (kind === undefined) throw new Refusal(RC.INVALID_TRANSACTION, `processing code ${processingCode}`);
+  const kind: Kind | undefined =
+    type === '00' ? 'purchase' : type === '31' ? 'balance' : type === '03' ? 'preauth' : undefined;
+  // A pre-auth is a 0100 and nothing else is (follow-ups are read as a 0200 purchase).
+  if (kind === undefined || (kind === 'preauth') !== (msg[0] === '0100')) {
+    throw new Refusal(RC.INVALID_TRANSACTION, `processing code ${processingCode}`);
+  }
   const amountText = text(msg, 4);
-  if (kind === 'purchase' && amountText === undefined) throw new Refusal(RC.FORMAT_ERROR, 'field 4 missing');
+  if (kind !== 'balance' && amountText === undefined) throw new Refusal(RC.FORMAT_ERROR, 'field 4 missing');
   const amount = kind === 'balance' ? 0 : Number(amountText);
-  if (kind === 'purchase' && amount <= 0) throw new Refusal(RC.INVALID_AMOUNT, 'zero amount');
+  if (kind !== 'balance' && amount <= 0) throw new Refusal(RC.INVALID_AMOUNT, 'zero amount');
   const { pan, expiry } = cardData(msg);
   return {
     kind,
@@ -206,7 +217,12 @@ export class Issuer {
     if (Number(mti[2]) % 2 === 1) return { kind: 'ignored', event: { ...event, reason: 'not a request' } };
     const responseMti = `${mti.slice(0, 2)}${Number(mti[2]) + 1}${mti[3]}`;
     try {
-      if (mti === '0200') return this.#financial(msg, responseMti, event, options.responseCode);
+      const followUp = mti === '0800' ? undefined : followUpKind(classify(NETWORK_DIALECT, msg).name);
+      if (followUp !== undefined)
+        return this.#followUp(msg, followUp, responseMti, event, options.responseCode);
+      if (mti === '0200' || mti === '0100') {
+        return this.#financial(msg, responseMti, event, options.responseCode);
+      }
       if (mti === '0800') return this.#management(msg, responseMti, event);
       return this.#reply(
         msg,
@@ -228,14 +244,9 @@ export class Issuer {
     override: string | undefined,
   ): IssuerResult {
     const response = this.#base(msg, responseMti, ECHO_0210);
-    if (!this.#macVerifies(msg)) return this.#reply(msg, response, RC.MAC_FAILED, event, 'bad MAC');
-    let req: Request;
-    try {
-      req = readRequest(msg);
-    } catch (e) {
-      if (!(e instanceof Refusal)) throw e;
-      return this.#reply(msg, response, e.code, event, e.reason);
-    }
+    const read = this.#authenticated(msg, response, event, () => readRequest(msg));
+    if ('answer' in read) return read.answer;
+    const req = read.req;
     const pan = req.facts.pan;
     response[2] = pan;
     if (req.kind === 'balance' && response[4] === undefined) response[4] = '000000000000';
@@ -251,6 +262,23 @@ export class Issuer {
     if (outcome.authCode !== undefined) response[38] = outcome.authCode;
     if (req.kind === 'balance' && outcome.balance !== undefined) {
       response[54] = balanceField(outcome.balance, req.facts.currency);
+    }
+  }
+
+  /** The request read after its MAC verified, or the answer refusing it (A0, or the read's Refusal). */
+  #authenticated(
+    msg: IsoMessage,
+    response: IsoMessage,
+    event: IssuerEvent,
+    read: () => Request,
+  ): { req: Request } | { answer: IssuerResult } {
+    if (!this.#macVerifies(msg))
+      return { answer: this.#reply(msg, response, RC.MAC_FAILED, event, 'bad MAC') };
+    try {
+      return { req: read() };
+    } catch (e) {
+      if (!(e instanceof Refusal)) throw e;
+      return { answer: this.#reply(msg, response, e.code, event, e.reason) };
     }
   }
 
@@ -284,7 +312,38 @@ export class Issuer {
       return { responseCode: RC.APPROVED, authCode: this.#authCode(), reportBalance: true, ...tries };
     }
     if (card.balance < req.facts.amount) return { responseCode: RC.INSUFFICIENT_FUNDS, ...tries };
+    if (req.kind === 'preauth')
+      return { responseCode: RC.APPROVED, authCode: this.#authCode(), status: 'held', ...tries };
     return { responseCode: RC.APPROVED, authCode: this.#authCode(), debit: req.facts.amount, ...tries };
+  }
+
+  /** A void, refund, pre-auth void, completion or completion void (src/network/follow-up.ts). */
+  #followUp(
+    msg: IsoMessage,
+    kind: FollowUpKind,
+    responseMti: string,
+    event: IssuerEvent,
+    override: string | undefined,
+  ): IssuerResult {
+    const response = this.#base(msg, responseMti, ECHO_0210);
+    const original = decodeOriginalData(text(msg, 90));
+    const read = this.#authenticated(msg, response, event, () => {
+      if (original === undefined) throw new Refusal(RC.FORMAT_ERROR, 'field 90 missing or malformed');
+      // Read as the purchase it resembles; its own processing code is put back below.
+      return readRequest({ ...msg, 0: '0200', 3: `00${(text(msg, 3) ?? '').slice(2)}` });
+    });
+    if ('answer' in read) return read.answer;
+    const req = read.req;
+    req.facts.processingCode = text(msg, 3) as string;
+    response[2] = req.facts.pan;
+    event.pan = maskPan(req.facts.pan);
+    if (override !== undefined) return this.#reply(msg, response, override, event, 'fault: response code');
+    const outcome = this.#ledger.followUp(req.facts, { kind, originalRrn: original!.rrn }, (card, o) =>
+      decideFollowUp(kind, req.facts.amount, card, o, this.#authCode),
+    );
+    event.replayed = outcome.replayed;
+    if (outcome.authCode !== undefined) response[38] = outcome.authCode;
+    return this.#reply(msg, response, outcome.responseCode, event, kind);
   }
 
   #verifyPin(card: Card, pinBlock: string): 'ok' | 'wrong' | 'unreadable' {

@@ -13,6 +13,10 @@
  * - Meta: schema version, the PVK (an LMK key block, made on first open) and the PVKI, and the
  *   network side's zone key blocks.
  *
+ * - Holds and follow-ups: an approved pre-auth is a row with status `held` (the available balance
+ *   is the balance less every held amount); `followUp` applies voids, refunds, pre-auth voids and
+ *   completions against an original found by RRN, linked in `follow_ups`.
+ *
  * Designed for the next issue: reversals (0400/0420) will be rows of their own keyed the same way,
  * pointing at the original by key and crediting it back once (idempotent by the same primary-key
  * rule); the `status` column of an authorisation is where "reversed" will go.
@@ -98,6 +102,30 @@ export interface Decision {
   pinTries?: number;
   /** Report the balance after the request (approved balance inquiries and purchases). */
   reportBalance?: boolean;
+  /** Status of the new row: 'applied' by default, 'held' for an approved pre-authorisation. */
+  status?: string;
+}
+
+/** An earlier authorisation a follow-up (void, refund, completion…) refers to, as `followUp` shows it. */
+export interface OriginalAuthorisation {
+  mti: string;
+  processingCode: string;
+  /** purchase, preauth, completion… ('' for a row that is not a follow-up and not a pre-auth). */
+  kind: string;
+  cardId: number | null;
+  amount: number;
+  responseCode: string;
+  status: string;
+  /** What approved refunds have already credited against it. */
+  refunded: number;
+}
+
+/** The issuer's decision about a follow-up, applied by `followUp` with its row. */
+export interface FollowUpDecision extends Decision {
+  /** Amount to credit back (void, refund, completion void). */
+  credit?: number;
+  /** New status of the original row (voided, released, completed). */
+  originalStatus?: string;
 }
 
 export interface AuthorisationOutcome {
@@ -176,6 +204,23 @@ CREATE TABLE authorisations (
   PRIMARY KEY (acquirer_id, stan, rrn)
 );
 CREATE INDEX authorisations_card ON authorisations (card_id);
+`;
+
+/**
+ * Follow-ups (void, refund, pre-auth void, completion…): which original (by RRN) each row refers
+ * to and what kind it is. Created when missing, so ledgers made before it need no migration.
+ */
+const FOLLOW_UP_SCHEMA = `
+CREATE TABLE IF NOT EXISTS follow_ups (
+  acquirer_id TEXT NOT NULL,
+  stan TEXT NOT NULL,
+  rrn TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  original_rrn TEXT,
+  PRIMARY KEY (acquirer_id, stan, rrn)
+);
+CREATE INDEX IF NOT EXISTS follow_ups_original ON follow_ups (acquirer_id, original_rrn);
+CREATE INDEX IF NOT EXISTS authorisations_rrn ON authorisations (acquirer_id, rrn);
 `;
 
 interface CardRow {
@@ -327,6 +372,7 @@ function openDatabase(path: string, busyTimeoutMs: number): Database.Database {
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
     migrate(db);
+    db.exec(FOLLOW_UP_SCHEMA);
     return db;
   } catch (e) {
     db.close();
@@ -546,7 +592,7 @@ export class Ledger {
           ? replay(existing)
           : { responseCode: DUPLICATE_CODE, replayed: false };
       }
-      const card = row === undefined ? undefined : toCard(row);
+      const card = row === undefined ? undefined : this.#available(toCard(row));
       const decision = decide(card);
       return this.#apply(facts, card, decision);
     });
@@ -574,8 +620,8 @@ export class Ledger {
     const reported = d.reportBalance && balance !== undefined ? balance : null;
     this.#stmt(
       `INSERT INTO authorisations (acquirer_id, stan, rrn, mti, processing_code, card_id, pan_masked, amount,
-           currency, tid, mid, response_code, auth_code, balance_after, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           currency, tid, mid, response_code, auth_code, balance_after, status, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
       facts.acquirerId,
       facts.stan,
@@ -591,12 +637,114 @@ export class Ledger {
       d.responseCode,
       d.authCode ?? null,
       reported,
+      d.status ?? 'applied',
       now,
     );
     const out: AuthorisationOutcome = { responseCode: d.responseCode, replayed: false };
     if (d.authCode !== undefined) out.authCode = d.authCode;
     if (reported !== null) out.balance = reported;
     return out;
+  }
+
+  /** The card with its balance less what approved pre-authorisations hold: what it can spend. */
+  #available(card: Card): Card {
+    const held = this.#stmt(
+      "SELECT COALESCE(SUM(amount), 0) AS held FROM authorisations WHERE card_id = ? AND status = 'held'",
+    ).get(card.id) as { held: number };
+    return held.held === 0 ? card : { ...card, balance: card.balance - held.held };
+  }
+
+  /** What approved pre-authorisations hold on a card (0 for an unknown PAN). */
+  heldOn(pan: string): number {
+    const card = this.getCard(pan);
+    return card === undefined ? 0 : card.balance - this.#available(card).balance;
+  }
+
+  /**
+   * A request that refers to an earlier authorisation by its RRN (void, refund, pre-auth void,
+   * completion, completion void), decided and applied atomically like `authorise`: a
+   * retransmission is answered from its row, a reused key with other content gets 94; otherwise
+   * `decide` sees the card (its available balance) and the original (undefined when unknown), and
+   * its decision is applied (debit or credit, the original's new status, the row and its link) in
+   * one IMMEDIATE transaction.
+   */
+  followUp(
+    facts: AuthorisationFacts,
+    follow: { kind: string; originalRrn: string },
+    decide: (card: Card | undefined, original: OriginalAuthorisation | undefined) => FollowUpDecision,
+  ): AuthorisationOutcome {
+    this.#assertOpen();
+    const run = this.#db.transaction((): AuthorisationOutcome => {
+      const row = this.#stmt('SELECT * FROM cards WHERE pan = ?').get(facts.pan) as CardRow | undefined;
+      const existing = this.#stmt(
+        'SELECT * FROM authorisations WHERE acquirer_id = ? AND stan = ? AND rrn = ?',
+      ).get(facts.acquirerId, facts.stan, facts.rrn) as AuthRow | undefined;
+      if (existing !== undefined) {
+        return sameRequest(existing, facts, row?.id ?? null)
+          ? replay(existing)
+          : { responseCode: DUPLICATE_CODE, replayed: false };
+      }
+      const card = row === undefined ? undefined : this.#available(toCard(row));
+      const original = this.#original(facts.acquirerId, follow.originalRrn);
+      const d = decide(card, original?.view);
+      if (card !== undefined && d.credit !== undefined && d.credit > 0) {
+        this.#stmt('UPDATE cards SET balance = balance + ?, updated_at = ? WHERE id = ?').run(
+          d.credit,
+          this.#clock().toISOString(),
+          card.id,
+        );
+        card.balance += d.credit;
+      }
+      if (original !== undefined && d.originalStatus !== undefined) {
+        this.#stmt('UPDATE authorisations SET status = ? WHERE acquirer_id = ? AND stan = ? AND rrn = ?').run(
+          d.originalStatus,
+          facts.acquirerId,
+          original.stan,
+          follow.originalRrn,
+        );
+      }
+      this.#stmt(
+        'INSERT INTO follow_ups (acquirer_id, stan, rrn, kind, original_rrn) VALUES (?, ?, ?, ?, ?)',
+      ).run(facts.acquirerId, facts.stan, facts.rrn, follow.kind, follow.originalRrn);
+      return this.#apply(facts, card, d);
+    });
+    try {
+      return run.immediate();
+    } catch (e) {
+      throw ioError(e);
+    }
+  }
+
+  /** The approved-or-not original with this RRN (the latest, should an RRN repeat), and its refunds. */
+  #original(acquirerId: string, rrn: string): { stan: string; view: OriginalAuthorisation } | undefined {
+    const row = this.#stmt(
+      'SELECT * FROM authorisations WHERE acquirer_id = ? AND rrn = ? ORDER BY rowid DESC LIMIT 1',
+    ).get(acquirerId, rrn) as AuthRow | undefined;
+    if (row === undefined) return undefined;
+    const kind = this.#stmt('SELECT kind FROM follow_ups WHERE acquirer_id = ? AND stan = ? AND rrn = ?').get(
+      acquirerId,
+      row.stan,
+      rrn,
+    ) as { kind: string } | undefined;
+    const refunded = this.#stmt(
+      `SELECT COALESCE(SUM(a.amount), 0) AS total FROM follow_ups f JOIN authorisations a
+         ON a.acquirer_id = f.acquirer_id AND a.stan = f.stan AND a.rrn = f.rrn
+       WHERE f.acquirer_id = ? AND f.original_rrn = ? AND f.kind = 'refund' AND a.response_code = '00'`,
+    ).get(acquirerId, rrn) as { total: number };
+    const base = row.processing_code.startsWith('03') ? 'preauth' : 'purchase';
+    return {
+      stan: row.stan,
+      view: {
+        mti: row.mti,
+        processingCode: row.processing_code,
+        kind: kind?.kind ?? base,
+        cardId: row.card_id,
+        amount: row.amount,
+        responseCode: row.response_code,
+        status: row.status,
+        refunded: refunded.total,
+      },
+    };
   }
 
   /** The stored row for a key, if any. */

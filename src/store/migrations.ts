@@ -115,10 +115,10 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
     },
   },
   {
-    // Placeholder so the list stays contiguous on this branch; the void/refund branch owns 2.
     version: 2,
-    name: 'reserved',
-    statements: () => [],
+    name: 'journal rows by original',
+    // Refunds sum what was already refunded against a sale; voids and completions link theirs.
+    statements: () => ['CREATE INDEX journal_original ON journal (original_id)'],
   },
   {
     version: 3,

@@ -327,6 +327,7 @@ function checkFilter(f: JournalFilter): void {
     for (const s of typeof f.status === 'string' ? [f.status] : f.status) assertStatus(s);
   }
   if (f.after !== undefined) assertJournalId(f.after, 'after');
+  if (f.originalId !== undefined) assertJournalId(f.originalId, 'originalId');
   if (f.from !== undefined) assertTime(f.from, 'from');
   if (f.to !== undefined) assertTime(f.to, 'to');
   if (f.order !== undefined && f.order !== 'asc' && f.order !== 'desc') {
@@ -378,6 +379,7 @@ export function journalReader(deps: RegistryDeps): JournalReader {
         if (f.rrn !== undefined) q = q.where('rrn', '=', f.rrn);
         if (f.nodeId !== undefined) q = q.where('node_id', '=', f.nodeId);
         if (f.panHash !== undefined) q = q.where('pan_hash', '=', f.panHash);
+        if (f.originalId !== undefined) q = q.where('original_id', '=', f.originalId);
         if (f.status !== undefined) {
           q = q.where('status', 'in', typeof f.status === 'string' ? [f.status] : [...f.status]);
         }

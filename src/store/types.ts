@@ -38,6 +38,8 @@ export const JOURNAL_STATUSES = [
   'voided',
   'in_doubt',
   'failed',
+  /** A pre-authorisation a completion has consumed. */
+  'completed',
 ] as const;
 export type JournalStatus = (typeof JOURNAL_STATUSES)[number];
 
@@ -225,6 +227,8 @@ export interface JournalFilter {
   status?: JournalStatus | readonly JournalStatus[];
   nodeId?: string;
   panHash?: string;
+  /** Rows that refer to this original (voids, refunds, completions). */
+  originalId?: string;
   /** createdAt ≥ from (ms). */
   from?: number;
   /** createdAt < to (ms). */

@@ -16,8 +16,45 @@ import type { ReversalReason } from './reversal-store.js';
 
 export type FinancialKind = 'purchase' | 'balance';
 
-/** Fields of the original request a 0400 repeats (e2e contract; no PIN, no track). */
-const REVERSAL_FIELDS = [2, 3, 4, 11, 14, 22, 25, 41, 42, 49, 53, 60] as const;
+/** Transactions that refer to an original (61 + 37), and the pre-authorisation that starts a chain. */
+export type FollowUpKind =
+  | 'void'
+  | 'refund'
+  | 'preauth'
+  | 'preauth-void'
+  | 'completion'
+  | 'completion-advice'
+  | 'completion-void';
+
+/** MTI, processing code, 25 and 60.1 of each (research iso8583.md §1.6). */
+export const FOLLOW_UP_CODES: Readonly<
+  Record<FollowUpKind, { mti: string; f3: string; f25: string; f601: string }>
+> = Object.freeze({
+  void: { mti: '0200', f3: '200000', f25: '00', f601: '23' },
+  refund: { mti: '0220', f3: '200000', f25: '00', f601: '25' },
+  preauth: { mti: '0100', f3: '030000', f25: '06', f601: '10' },
+  'preauth-void': { mti: '0100', f3: '200000', f25: '06', f601: '11' },
+  completion: { mti: '0200', f3: '000000', f25: '06', f601: '20' },
+  'completion-advice': { mti: '0220', f3: '000000', f25: '06', f601: '24' },
+  'completion-void': { mti: '0200', f3: '200000', f25: '06', f601: '21' },
+});
+
+/** What a follow-up names of its original: where it is (batch, trace, date) and its RRN (37). */
+export interface OriginalRef {
+  /** 61.1, 6 digits; the terminal's current batch when omitted. */
+  batch?: string;
+  /** 61.2, the original's STAN. */
+  stan: string;
+  /** 37 of the original's approval. */
+  rrn: string;
+  /** 61.3 MMDD; today when omitted. */
+  date?: string;
+  /** 38 of the original's approval, when it had one. */
+  authCode?: string;
+}
+
+/** Fields of the original request a 0400 repeats (e2e contract; no PIN, no track; 61 for a void). */
+const REVERSAL_FIELDS = [2, 3, 4, 11, 14, 22, 25, 41, 42, 49, 53, 60, 61] as const;
 
 const MAX_AMOUNT = 999_999_999_999;
 
@@ -97,6 +134,42 @@ export function financialRequest(
     };
   }
   msg[60] = { 1: kind === 'purchase' ? '22' : '01', 2: p.batch, 3: '000' };
+  return msg;
+}
+
+/**
+ * A void, refund, pre-auth, pre-auth void, completion (online or advice) or completion void: the
+ * purchase layout with its own MTI, 3, 25 and 60.1, and (all but the pre-auth) 37 and 61 naming
+ * the original.
+ * @throws POSKEY_ERR_TERMINAL_INPUT when the original is missing or malformed
+ */
+export function followUpRequest(
+  cfg: ResolvedTerminalConfig,
+  kind: FollowUpKind,
+  p: Parameters<typeof financialRequest>[2] & { original?: OriginalRef; now?: Date },
+): IsoMessage {
+  const codes = FOLLOW_UP_CODES[kind];
+  const msg = financialRequest(cfg, 'purchase', p);
+  msg[0] = codes.mti;
+  msg[3] = codes.f3;
+  msg[25] = codes.f25;
+  msg[60] = { 1: codes.f601, 2: p.batch, 3: '000' };
+  if (kind === 'preauth') return msg;
+  const o = p.original;
+  const now = p.now ?? new Date();
+  const date =
+    o?.date ?? `${String(now.getMonth() + 1).padStart(2, '0')}${String(now.getDate()).padStart(2, '0')}`;
+  const bad = (field: string, reason: string) =>
+    new TerminalError(TerminalErrorCode.INPUT, reason, { field });
+  if (o === undefined) throw bad('original', 'missing');
+  const batch = o.batch ?? p.batch;
+  if (!/^\d{6}$/.test(batch)) throw bad('original.batch', 'must be 6 digits');
+  if (!/^\d{6}$/.test(o.stan)) throw bad('original.stan', 'must be 6 digits');
+  if (!/^\d{4}$/.test(date)) throw bad('original.date', 'must be MMDD');
+  if (!/^[0-9A-Za-z]{12}$/.test(o.rrn)) throw bad('original.rrn', 'must be 12 characters');
+  msg[37] = o.rrn;
+  if (o.authCode !== undefined) msg[38] = o.authCode;
+  msg[61] = { 1: batch, 2: o.stan, 3: date };
   return msg;
 }
 
@@ -225,6 +298,9 @@ export function parseBalances(field54: unknown): Balance[] | undefined {
 
 const RESPONSE_TEXT: Readonly<Record<string, string>> = Object.freeze({
   [RC.APPROVED]: 'approved',
+  [RC.INVALID_TRANSACTION]: 'invalid transaction (already voided, completed or settled)',
+  [RC.INVALID_AMOUNT]: 'invalid amount',
+  [RC.FORMAT_ERROR]: 'format error',
   [RC.INVALID_CARD]: 'invalid card',
   [RC.ORIGINAL_NOT_FOUND]: 'original transaction not found',
   [RC.INSUFFICIENT_FUNDS]: 'insufficient funds',

@@ -32,9 +32,12 @@ import {
   type Balance,
   describeResponseCode,
   type FinancialKind,
+  type FollowUpKind,
   financialRequest,
+  followUpRequest,
   formatAmount,
   hostClock,
+  type OriginalRef,
   parseBalances,
   reversalOf,
   signInKeyPlan,
@@ -50,6 +53,11 @@ import {
 } from './reversal-store.js';
 import { settlementRequest, totalsOf, uploadDetail, uploadEnd } from './settlement-messages.js';
 import { MemoryStateStore, type TerminalStateStore } from './state-store.js';
+
+
+/** Approved transactions the batch records for settlement, and those that take their original out. */
+const BATCH_ADDS: ReadonlySet<string> = new Set(['purchase', 'refund', 'completion', 'completion-advice']);
+const BATCH_REMOVES: ReadonlySet<string> = new Set(['void', 'completion-void']);
 
 export type Outcome = 'approved' | 'declined' | 'mac-failed' | 'timeout';
 
@@ -76,7 +84,7 @@ export interface ReversalOutcome {
 }
 
 export interface TransactionResult {
-  type: FinancialKind;
+  type: FinancialKind | FollowUpKind;
   outcome: Outcome;
   approved: boolean;
   stan: string;
@@ -278,6 +286,41 @@ export class Terminal {
     return this.#financial('balance', card, undefined, pin);
   }
 
+  /** Void of a purchase in this batch (0200, 200000, 60.1 = 23); `amount` must be the original's. */
+  void(card: CardInput, original: OriginalRef, amount: number | bigint | string, pin?: string) {
+    return this.#financial('void', card, formatAmount(amount), pin, original);
+  }
+
+  /** Refund (0220, 60.1 = 25) against a sale; refunds in total cannot exceed it. */
+  refund(card: CardInput, original: OriginalRef, amount: number | bigint | string, pin?: string) {
+    return this.#financial('refund', card, formatAmount(amount), pin, original);
+  }
+
+  /** Pre-authorisation (0100, 030000, 25 = 06, 60.1 = 10): a hold for `amount`. */
+  preauth(card: CardInput, amount: number | bigint | string, pin?: string) {
+    return this.#financial('preauth', card, formatAmount(amount), pin);
+  }
+
+  /** Pre-authorisation void (0100, 200000, 60.1 = 11): releases the hold; `amount` is the pre-auth's. */
+  preauthVoid(card: CardInput, original: OriginalRef, amount: number | bigint | string, pin?: string) {
+    return this.#financial('preauth-void', card, formatAmount(amount), pin, original);
+  }
+
+  /** Completion online (0200, 000000, 25 = 06, 60.1 = 20) of a pre-auth, for at most its amount. */
+  complete(card: CardInput, original: OriginalRef, amount: number | bigint | string, pin?: string) {
+    return this.#financial('completion', card, formatAmount(amount), pin, original);
+  }
+
+  /** Completion advice (0220, 60.1 = 24): a completion the terminal made offline, told afterwards. */
+  completeAdvice(card: CardInput, original: OriginalRef, amount: number | bigint | string) {
+    return this.#financial('completion-advice', card, formatAmount(amount), undefined, original);
+  }
+
+  /** Completion void (0200, 200000, 25 = 06, 60.1 = 21); `amount` is the completion's. */
+  completionVoid(card: CardInput, original: OriginalRef, amount: number | bigint | string, pin?: string) {
+    return this.#financial('completion-void', card, formatAmount(amount), pin, original);
+  }
+
   /**
    * Sends every pending reversal (0400) and returns what happened to each. Acknowledged ones
    * (0410 with a valid MAC and 00 or 25) are dropped; when the host answers A0/99/A7 the terminal
@@ -298,10 +341,11 @@ export class Terminal {
   }
 
   async #financial(
-    kind: FinancialKind,
+    kind: FinancialKind | FollowUpKind,
     cardInput: CardInput,
     amount: string | undefined,
     pin: string | undefined,
+    original?: OriginalRef,
   ): Promise<TransactionResult> {
     const card = readCard(cardInput);
     await this.#load();
@@ -310,19 +354,24 @@ export class Terminal {
     const stan = await this.#nextStan();
     const pad = this.pinPad;
     const { slots } = this.config;
-    const request = financialRequest(this.config, kind, {
+    const parts = {
       card,
       stan,
       batch: this.#batch,
       ...(amount === undefined ? {} : { amount }),
       ...(pin === undefined ? {} : { pin }),
       ops: {
-        pinBlock: (p, pan) => toHex(pad.encryptPin(slots.pin, { pin: p, pan })),
-        encryptTrack: (t) => pad.encryptTrack(slots.data, t),
+        pinBlock: (p: string, pan: string) => toHex(pad.encryptPin(slots.pin, { pin: p, pan })),
+        encryptTrack: (t: string) => pad.encryptTrack(slots.data, t),
       },
-    });
+    };
+    const request =
+      kind === 'purchase' || kind === 'balance'
+        ? financialRequest(this.config, kind, parts)
+        : followUpRequest(this.config, kind, original === undefined ? parts : { ...parts, original });
     const body = this.#macAndPack(request);
-    const reversal = kind === 'purchase' ? this.#newReversal(request) : undefined;
+    // Advices (0220) are not reversed: a refund or completion advice is sent again instead.
+    const reversal = kind !== 'balance' && request[0] !== '0220' ? this.#newReversal(request) : undefined;
     const result: TransactionResult = {
       type: kind,
       outcome: 'timeout',
@@ -349,8 +398,25 @@ export class Terminal {
       return result;
     }
     const accepted = await this.#accept(result, ex, reversal);
-    if (accepted.approved && kind === 'purchase') await this.#recordInBatch(request, accepted);
+    if (accepted.approved) await this.#updateBatch(kind, request, accepted, original);
     return accepted;
+  }
+
+  /**
+   * What settlement totals: sales, completions and refunds join the batch; a void takes its
+   * original out (the host excludes voided rows the same way). Pre-auths and their voids move no
+   * money and stay out.
+   */
+  async #updateBatch(
+    kind: FinancialKind | FollowUpKind,
+    request: IsoMessage,
+    result: TransactionResult,
+    original: OriginalRef | undefined,
+  ): Promise<void> {
+    if (BATCH_ADDS.has(kind)) await this.#recordInBatch(request, result);
+    else if (BATCH_REMOVES.has(kind) && original !== undefined) {
+      await this.#batchStore.remove(original.batch ?? this.#batch, original.stan);
+    }
   }
 
   /** Keeps an approved transaction for settlement (60.1 = 25, a refund, counts as a credit). */

@@ -354,12 +354,12 @@ function hostSuite(dialect: Dialect, makeFixture: () => Promise<StoreFixture>): 
         const sm4Code = await raw.exchange(pack(POS_DIALECT, signInMessage(t.tid, '000001', '006')));
         assert.equal(sm4Code.msg[39], '40');
         const { keys } = await rawSignIn(raw, t, '000002');
-        const voidMsg = {
+        // An offline purchase upload (60.1 = 36): no route for it.
+        const offline = {
           ...purchaseMessage(t.tid, '000003', { ...CARDS.good, amount: 1 }),
-          3: '200000',
-          60: { 1: '23', 2: '000001', 3: '000' },
+          60: { 1: '36', 2: '000001', 3: '000' },
         };
-        const reply = await raw.exchange(packMaced(voidMsg, keys));
+        const reply = await raw.exchange(packMaced(offline, keys));
         assert.equal(reply.msg[0], '0210');
         assert.equal(reply.msg[39], '40');
       } finally {

@@ -14,7 +14,9 @@ import { PoskeyError } from '../../errors.js';
 import type { MacRequest } from '../../hsm/api.js';
 import { type IsoMessage, pack } from '../../iso8583/index.js';
 import { NETWORK_DIALECT } from '../../protocol/network-link.js';
+import { encodeOriginalData, transmissionTime } from '../../protocol/original-data.js';
 import { RC } from '../../protocol/unionpay-pos.js';
+import type { JournalRecord } from '../../store/types.js';
 import { type Outcome, PREPARED, type Step, type TxnContext, type ZoneKeys } from '../context.js';
 import type { NetworkReply } from '../network-link.js';
 
@@ -55,7 +57,17 @@ function expiryOf(ctx: TxnContext): string | undefined {
   return at >= 0 && t!.length >= at + 5 ? t!.slice(at + 1, at + 5) : undefined;
 }
 
-/** The network 0200 for a terminal purchase or balance inquiry. */
+/** Field 90 of a follow-up (void, refund, completion…): the original as the host journalled it. */
+function networkOriginalData(ctx: TxnContext, o: JournalRecord): string {
+  return encodeOriginalData({
+    mti: o.mti,
+    rrn: o.rrn ?? '000000000000',
+    transmitted: transmissionTime(o.createdAt),
+    acquirerId: ctx.host.config.acquirerId,
+  });
+}
+
+/** The network request (same MTI) for a terminal financial request; 90 when it has an original. */
 export function networkRequest(ctx: TxnContext): IsoMessage {
   const req = ctx.req;
   const d = new Date(ctx.host.clock());
@@ -66,7 +78,7 @@ export function networkRequest(ctx: TxnContext): IsoMessage {
     pad2(d.getUTCMinutes()) +
     pad2(d.getUTCSeconds());
   const msg: IsoMessage = {
-    0: '0200',
+    0: req[0],
     2: ctx.pan!,
     3: req[3] as string,
     4: typeof req[4] === 'string' ? req[4] : '000000000000',
@@ -89,6 +101,7 @@ export function networkRequest(ctx: TxnContext): IsoMessage {
     msg[52] = ctx.pinBlock;
     msg[53] = NETWORK_SECURITY_CONTROL;
   }
+  if (ctx.original !== undefined) msg[90] = networkOriginalData(ctx, ctx.original);
   return msg;
 }
 

@@ -83,6 +83,7 @@ function row(ctx: TxnContext, txnType: string, withOutcome: boolean, status: Jou
   if (ctx.original !== undefined) {
     r.originalId = ctx.original.id;
     r.originalRrn = ctx.original.rrn;
+    r.originalStan = ctx.original.stan;
   }
   if (txnType === 'reversal') r.originalStan = Number(ctx.stan);
   return r;

@@ -33,15 +33,20 @@ export function financialReply(ctx: TxnContext): IsoMessage {
  * The steps of a forwarded financial transaction: reference, terminal, keys, MAC, duplicate
  * guard, card data, PIN, risk, journal (request row), forward, reply.
  */
+/** What every forwarded request runs first: reference, terminal, keys, MAC, duplicate guard, card data, PIN. */
+export const CARD_REQUEST_STEPS: readonly Step[] = Object.freeze([
+  assignReference,
+  loadTerminal,
+  checkKeys,
+  verifyMac,
+  duplicate,
+  decryptTrack,
+  translatePin,
+]);
+
 export function forwardedSteps(txnType: string): readonly Step[] {
   return Object.freeze([
-    assignReference,
-    loadTerminal,
-    checkKeys,
-    verifyMac,
-    duplicate,
-    decryptTrack,
-    translatePin,
+    ...CARD_REQUEST_STEPS,
     risk,
     journalStep({ txnType, write: 'request', duplicates: 'reject' }),
     forwardStep,
