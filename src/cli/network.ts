@@ -244,7 +244,9 @@ export function registerNetworkCommands(program: Command): void {
   network
     .command('serve')
     .alias('start')
-    .description('run the simulator: 0200 purchase/balance, 0800 echo, sign-on and key exchange; PIN (PVV) and MAC under the zone keys')
+    .description(
+      'run the simulator: 0200 purchase/balance, 0800 echo, sign-on and key exchange; PIN (PVV) and MAC under the zone keys',
+    )
     .option('--port <port>', 'listen port (default 5859; 0 = any free port)', intOption(0, 65535))
     .option('--host <addr>', 'listen address (default 127.0.0.1)')
     .addOption(dataDirOption())

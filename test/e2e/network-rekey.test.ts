@@ -4,31 +4,13 @@
  * transactions keep being approved under the new pair.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { track2Of } from '../../src/terminal/cards.js';
+import { spawnPoskey } from '../helpers/cli.js';
 import { CARDS, eventually, nextTid, startWorld, type World } from './helpers.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-
-function cli(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr })));
+async function cli(args: string[], env: Record<string, string>) {
+  return spawnPoskey(args, env).done;
 }
 
 describe('poskey host network rekey on a running host', { timeout: 180_000 }, () => {
