@@ -2,6 +2,7 @@
  * `poskey host`: the POSP host.
  *
  *   serve | start   listen for terminals, forward to the card network, until SIGTERM/SIGINT
+ *   network rekey | status   zone key exchange on a running host (through its admin API)
  *
  * Config: a JSON file (`--config`) with flags over it, checked by src/host/config.ts. Secrets are
  * never flags: the ZMK components come from POSKEY_ZMK_COMPONENTS (only needed the first time, or
@@ -10,6 +11,7 @@
 import type { Command } from 'commander';
 import { PoskeyError } from '../errors.js';
 import { registerDayEnd } from './host-day-end.js';
+import { registerHostNetworkCommands } from './host-network.js';
 import { action, printJson } from './output.js';
 
 interface ServeOptions {
@@ -174,4 +176,5 @@ export function registerHostCommands(program: Command): void {
     .description('POSP host: terminal sign-in, purchase, balance, reversal');
   registerServe(host);
   registerDayEnd(host);
+  registerHostNetworkCommands(host);
 }

@@ -64,6 +64,7 @@ interface ServeOptions {
   disconnectRate?: number;
   responseCode?: string;
   maxPinTries?: number;
+  keyOverlapMs?: number;
   logLevel: string;
   json?: boolean;
 }
@@ -104,6 +105,7 @@ async function serve(o: ServeOptions): Promise<void> {
     faults: faultsOf(o),
     logger,
     ...(o.maxPinTries !== undefined ? { maxPinTries: o.maxPinTries } : {}),
+    ...(o.keyOverlapMs !== undefined ? { keyOverlapMs: o.keyOverlapMs } : {}),
   };
   const net = await openNetworkSimulator({
     dataDir,
@@ -242,7 +244,9 @@ export function registerNetworkCommands(program: Command): void {
   network
     .command('serve')
     .alias('start')
-    .description('run the simulator: 0200 purchase/balance, 0800 echo; PIN (PVV) and MAC under the zone keys')
+    .description(
+      'run the simulator: 0200 purchase/balance, 0800 echo, sign-on and key exchange; PIN (PVV) and MAC under the zone keys',
+    )
     .option('--port <port>', 'listen port (default 5859; 0 = any free port)', intOption(0, 65535))
     .option('--host <addr>', 'listen address (default 127.0.0.1)')
     .addOption(dataDirOption())
@@ -254,6 +258,11 @@ export function registerNetworkCommands(program: Command): void {
     .option('--disconnect-rate <0..1>', 'share of requests answered by closing the connection', rateOption)
     .option('--response-code <rc>', 'answer every MAC-valid 0200 with this code (no ledger change)')
     .option('--max-pin-tries <n>', 'consecutive wrong PINs before 75 (default 3)', intOption(1, 99))
+    .option(
+      '--key-overlap-ms <ms>',
+      'after a key exchange, accept the old ZPK/ZAK this long (default 60000)',
+      intOption(0, 86_400_000),
+    )
     .option('--log-level <level>', 'silent, error, warn, info or debug; logs go to stderr', 'info')
     .option('--json', 'print one JSON object once listening')
     .action(action(serve));

@@ -23,7 +23,7 @@ export const ADMIN_TOKEN_ENV = 'POSKEY_ADMIN_TOKEN';
 const DEFAULT_ADMIN = 'http://127.0.0.1:5860';
 const DEFAULT_TOKEN_FILE = './data/host/admin-token';
 
-interface AdminOptions {
+export interface AdminOptions {
   admin: string;
   tokenEnv: string;
   tokenFile: string;
@@ -223,7 +223,7 @@ async function setState(o: AdminOptions & { tid: string }, state: 'blocked' | 'a
   printResult({ terminal: t.tid, state: t.state }, o.json === true);
 }
 
-function adminOptions(cmd: Command): Command {
+export function adminOptions(cmd: Command): Command {
   return cmd
     .option('--admin <url>', 'admin API of the host', DEFAULT_ADMIN)
     .option('--token-env <VAR>', 'environment variable holding the admin token', ADMIN_TOKEN_ENV)

@@ -67,6 +67,21 @@ const networkSchema = z.strictObject({
   reconnectMax: duration(1).default(5000),
   /** Requests in flight on the link before new ones are refused (96). */
   maxInFlight: z.number().int().min(1).max(900_000).default(50_000),
+  /**
+   * Several endpoints of the network, one link each, with failover (network-links.ts); when given,
+   * `host` and `port` are not used.
+   */
+  endpoints: z
+    .array(z.strictObject({ host: address, port: port.refine((p) => p > 0, 'must be 1 to 65535') }))
+    .min(1)
+    .max(16)
+    .optional(),
+  /** An echo test (0800 70 = 301) on a link idle this long; a failed echo drops the link. 0 = off. */
+  echoInterval: duration(0).default(30_000),
+  /** Sign on (0800 70 = 001, new zone keys) once the link is up. */
+  signOn: z.boolean().default(true),
+  /** Ask the network for new zone keys (0800 70 = 101) this often. 0 = only on demand. */
+  rekeyInterval: duration(0).default(24 * 60 * 60 * 1000),
 });
 
 const zoneSchema = z.strictObject({

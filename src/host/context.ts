@@ -17,7 +17,7 @@ import { POS_DIALECT, type SecurityControl } from '../protocol/unionpay-pos.js';
 import type { JournalRecord, JournalStatus, Repository, Terminal } from '../store/types.js';
 import type { HostConfig } from './config.js';
 import type { HostMetrics } from './metrics.js';
-import type { NetworkLink } from './network-link.js';
+import type { NetworkTransport } from './network-link.js';
 import type { DuplicateGuard } from './steps/duplicate.js';
 import type { TerminalDirectory, TerminalProfile } from './terminals.js';
 
@@ -77,6 +77,8 @@ export interface ZoneKeys {
   zak: LmkKeyBlock;
   /** ISO 9564 format 0 for a TDES ZPK, the SM4 block for an SM4 ZPK. */
   pinFormat: 0 | 'sm4';
+  /** The pair's name from the network's key exchange ('000000': the zone file's pair). */
+  keySet?: string;
 }
 
 /** Where the reply goes: the terminal connection the request came on. */
@@ -98,8 +100,9 @@ export interface HostRuntime {
   readonly store: Repository;
   readonly terminals: TerminalDirectory;
   /** Undefined when the host runs without a network: forwarded transactions then get 96. */
-  readonly link: NetworkLink | undefined;
-  readonly zone: ZoneKeys | undefined;
+  readonly link: NetworkTransport | undefined;
+  /** The zone keys in force; a key exchange replaces them (src/host/zone-keys.ts). */
+  zone: ZoneKeys | undefined;
   /** Milliseconds since the epoch (injectable for TAK-age tests). */
   readonly clock: () => number;
   readonly log: Logger;
@@ -143,6 +146,8 @@ export class TxnContext {
   track2: string | undefined = undefined;
   /** PIN block under the ZPK, hex. */
   pinBlock: string | undefined = undefined;
+  /** The zone keys this transaction uses, taken once: its PIN block and MAC are under one pair. */
+  zoneKeys: ZoneKeys | undefined = undefined;
 
   // --- duplicates and journal ------------------------------------------------------------------
   /** The in-flight key this transaction holds ('' when none). */

@@ -17,6 +17,10 @@ export type HostErrorCode =
   | 'POSKEY_ERR_HOST_STATE'
   /** Zone keys (ZMK components, zone file, stored zone key blocks) are missing or do not verify. */
   | 'POSKEY_ERR_HOST_ZONE'
+  /** A ZPK or ZAK delivered by the network does not have its check value: refused, the old pair stays. */
+  | 'POSKEY_ERR_HOST_ZONE_KCV'
+  /** A sign-on or key exchange with the network failed (no answer, refused, bad MAC, no ZMK). */
+  | 'POSKEY_ERR_HOST_KEY_EXCHANGE'
   /** A route table names a step whose `requires` no earlier step provides. */
   | 'POSKEY_ERR_HOST_ROUTE'
   /** The network did not answer a request within its deadline. */

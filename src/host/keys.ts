@@ -7,9 +7,15 @@
  * LMK), so a restart needs no components: a host started without them reads the saved blocks and,
  * when a zone file is configured, checks their KCVs against it, so a rotated zone file is never
  * paired with old keys.
+ *
+ * After a key exchange with the network (zone-keys.ts) the file holds the delivered pair, its key
+ * set, the ZMK block (to import the next pair) and `origin`: the KCVs of the zone file's pair it
+ * grew from, which is what a restart then checks against the zone file. The file is replaced
+ * atomically (write, fsync, rename): a crash leaves the old pair or the new one, never neither.
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { constantTimeEqual } from '../crypto/bytes.js';
 import type { HsmClient, LmkKeyBlock } from '../hsm/api.js';
 import { writeFileAtomic } from '../hsm/seal.js';
 import { importZoneKeys, readZoneFile, type ZoneFile } from '../network/zone.js';
@@ -19,12 +25,20 @@ import { hostError } from './errors.js';
 
 /** File name of the saved zone key blocks in the host data directory. */
 export const ZONE_KEYS_FILE = 'zone-keys.json';
-const ZONE_KEYS_FORMAT = 'poskey-host-zone-keys/1';
+export const ZONE_KEYS_FORMAT = 'poskey-host-zone-keys/1';
 
-interface SavedZoneKeys {
+export interface SavedZoneKeys {
   format: typeof ZONE_KEYS_FORMAT;
   zpk: LmkKeyBlock;
   zak: LmkKeyBlock;
+  /** The ZMK under this host's LMK (absent in files saved before key exchange existed). */
+  zmk?: LmkKeyBlock;
+  /** The network's name for the pair; '000000' or absent: the zone file's pair. */
+  keySet?: string;
+  /** KCVs of the zone file's pair this one replaced (present once a key exchange happened). */
+  origin?: { zpkKcv: string; zakKcv: string };
+  /** When the pair was delivered (ISO 8601). */
+  rotatedAt?: string;
 }
 
 export interface LoadZoneKeysOptions {
@@ -35,12 +49,16 @@ export interface LoadZoneKeysOptions {
   env?: Record<string, string | undefined>;
 }
 
-function zoneKeysPath(config: HostConfig): string {
+export function zoneKeysPath(config: HostConfig): string {
   return config.zone.keysFile ?? join(config.dataDir, ZONE_KEYS_FILE);
 }
 
 /** Checks the blocks are a ZPK and a ZAK the HSM can open, and reads the link's PIN format. */
-async function describe(hsm: HsmClient, zpk: LmkKeyBlock, zak: LmkKeyBlock): Promise<ZoneKeys> {
+export async function describeZoneKeys(
+  hsm: HsmClient,
+  zpk: LmkKeyBlock,
+  zak: LmkKeyBlock,
+): Promise<ZoneKeys> {
   try {
     const [p, a] = await Promise.all([hsm.describeKey(zpk), hsm.describeKey(zak)]);
     if (p.keyType !== 'ZPK' || a.keyType !== 'ZAK') {
@@ -50,7 +68,7 @@ async function describe(hsm: HsmClient, zpk: LmkKeyBlock, zak: LmkKeyBlock): Pro
         'zone',
       );
     }
-    return { zpk, zak, pinFormat: p.algorithm === 'sm4' ? 'sm4' : 0 };
+    return { zpk, zak, pinFormat: p.algorithm === 'sm4' ? 'sm4' : 0, keySet: '000000' };
   } catch (e) {
     if (e instanceof Error && 'code' in e && e.code === 'POSKEY_ERR_HOST_ZONE') throw e;
     throw hostError(
@@ -62,7 +80,7 @@ async function describe(hsm: HsmClient, zpk: LmkKeyBlock, zak: LmkKeyBlock): Pro
   }
 }
 
-async function readSaved(path: string): Promise<SavedZoneKeys | undefined> {
+export async function readSaved(path: string): Promise<SavedZoneKeys | undefined> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -80,14 +98,25 @@ async function readSaved(path: string): Promise<SavedZoneKeys | undefined> {
   }
 }
 
-/** Constant-time enough for public check values; the point is refusing a mismatch. */
-async function assertMatchesZoneFile(hsm: HsmClient, keys: ZoneKeys, zone: ZoneFile): Promise<void> {
-  for (const [name, block, entry] of [
-    ['zpk', keys.zpk, zone.zpk],
-    ['zak', keys.zak, zone.zak],
+/** Writes the saved zone keys atomically (0600). */
+export async function saveZoneKeys(path: string, saved: SavedZoneKeys): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeFileAtomic(path, `${JSON.stringify(saved, null, 2)}\n`);
+}
+
+/** True when two hex check values are equal (case-insensitive), compared in constant time. */
+export function sameKcv(a: string, b: string): boolean {
+  return constantTimeEqual(Buffer.from(a.toUpperCase(), 'latin1'), Buffer.from(b.toUpperCase(), 'latin1'));
+}
+
+async function assertMatchesZoneFile(hsm: HsmClient, saved: SavedZoneKeys, zone: ZoneFile): Promise<void> {
+  for (const [name, block, entry, origin] of [
+    ['zpk', saved.zpk, zone.zpk, saved.origin?.zpkKcv],
+    ['zak', saved.zak, zone.zak, saved.origin?.zakKcv],
   ] as const) {
-    const kcv = await hsm.checkValue(block, 'legacy', entry.kcv.length / 2);
-    if (kcv.value.toUpperCase() !== entry.kcv.toUpperCase()) {
+    // A pair from a key exchange is checked by the zone file pair it grew from.
+    const kcv = origin ?? (await hsm.checkValue(block, 'legacy', entry.kcv.length / 2)).value;
+    if (!sameKcv(kcv.slice(0, entry.kcv.length), entry.kcv)) {
       throw hostError(
         'POSKEY_ERR_HOST_ZONE',
         `the saved ${name.toUpperCase()} is not the zone file's (KCV differs): supply the ZMK components to import it`,
@@ -114,10 +143,14 @@ export async function loadZoneKeys(
     zoneFile = await readZoneFile(config.zone.file);
   if (components !== undefined && components !== '' && zoneFile !== undefined) {
     const imported = await importZoneKeys(hsm, components, zoneFile, { actor: 'host' });
-    const keys = await describe(hsm, imported.zpk, imported.zak);
-    const saved: SavedZoneKeys = { format: ZONE_KEYS_FORMAT, zpk: keys.zpk, zak: keys.zak };
-    await mkdir(dirname(path), { recursive: true });
-    await writeFileAtomic(path, `${JSON.stringify(saved, null, 2)}\n`);
+    const keys = await describeZoneKeys(hsm, imported.zpk, imported.zak);
+    await saveZoneKeys(path, {
+      format: ZONE_KEYS_FORMAT,
+      zpk: keys.zpk,
+      zak: keys.zak,
+      zmk: imported.zmk,
+      keySet: '000000',
+    });
     return keys;
   }
   const saved = await readSaved(path);
@@ -128,7 +161,7 @@ export async function loadZoneKeys(
       'zone',
     );
   }
-  const keys = await describe(hsm, saved.zpk, saved.zak);
-  if (zoneFile !== undefined) await assertMatchesZoneFile(hsm, keys, zoneFile);
-  return keys;
+  const keys = await describeZoneKeys(hsm, saved.zpk, saved.zak);
+  if (zoneFile !== undefined) await assertMatchesZoneFile(hsm, saved, zoneFile);
+  return { ...keys, keySet: saved.keySet ?? '000000' };
 }

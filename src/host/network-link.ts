@@ -59,6 +59,14 @@ export interface NetworkLinkOptions {
 
 export type LinkState = 'connecting' | 'up' | 'down' | 'closed';
 
+/** What the host's steps use of the link: one NetworkLink, or several with failover (network-links.ts). */
+export interface NetworkTransport {
+  readonly state: LinkState;
+  nextStan(): string;
+  request(stan: string, body: Buffer): Promise<NetworkReply>;
+  stats(): LinkStats;
+}
+
 export interface LinkStats {
   state: LinkState;
   pending: number;
@@ -86,7 +94,7 @@ function stanText(n: number): string {
   return String(n).padStart(6, '0');
 }
 
-export class NetworkLink {
+export class NetworkLink implements NetworkTransport {
   readonly #o: Required<Omit<NetworkLinkOptions, 'log' | 'onUnsolicited' | 'onState'>> &
     Pick<NetworkLinkOptions, 'log' | 'onUnsolicited' | 'onState'>;
   readonly #pending = new Map<string, Pending>();
@@ -121,6 +129,11 @@ export class NetworkLink {
 
   get state(): LinkState {
     return this.#state;
+  }
+
+  /** `host:port` of the network end. */
+  get endpoint(): string {
+    return `${this.#o.host}:${this.#o.port}`;
   }
 
   /** Opens the connection (and keeps it open) and starts the deadline sweeper. */
@@ -189,6 +202,14 @@ export class NetworkLink {
 
   stats(): LinkStats {
     return { state: this.#state, pending: this.#pending.size, ...this.#stats };
+  }
+
+  /** Drops the connection (a failed echo: the peer is gone); the link reconnects with back-off. */
+  drop(reason: string): void {
+    const socket = this.#socket;
+    if (socket === undefined || this.#state !== 'up') return;
+    this.#o.log?.warn({ host: this.#o.host, port: this.#o.port, reason }, 'dropping the network link');
+    socket.destroy();
   }
 
   /** Rejects everything pending (POSKEY_ERR_NETWORK_CLOSED) and closes the connection. */

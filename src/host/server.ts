@@ -40,7 +40,7 @@ import { type HostRuntime, type ReplySink, TxnContext, type ZoneKeys } from './c
 import { hostError } from './errors.js';
 import { RrnSource } from './ids.js';
 import { HostMetrics, type MetricsSnapshot } from './metrics.js';
-import type { NetworkLink } from './network-link.js';
+import type { NetworkTransport } from './network-link.js';
 import { Router, type RouteTable } from './router.js';
 import { DuplicateGuard } from './steps/duplicate.js';
 import { responseMti } from './steps/journal.js';
@@ -54,7 +54,7 @@ export interface HostServerOptions {
   /** The zone keys in `hsm`; without them PIN translation and forwarding answer 96. */
   zone?: ZoneKeys;
   /** The network link (started by the caller); without it forwarded transactions answer 96. */
-  link?: NetworkLink;
+  link?: NetworkTransport;
   /** Milliseconds since the epoch (tests inject one to age keys). */
   clock?: () => number;
   logger?: Logger;

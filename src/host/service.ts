@@ -24,8 +24,9 @@ import type { Repository } from '../store/types.js';
 import { type HostConfig, type HostConfigInput, parseHostConfig } from './config.js';
 import type { ZoneKeys } from './context.js';
 import { loadZoneKeys } from './keys.js';
-import { NetworkLink } from './network-link.js';
+import { createNetworkLinks, type NetworkLinkPool } from './network-links.js';
 import { createHostServer, type HostServer } from './server.js';
+import { ZoneKeyManager } from './zone-keys.js';
 
 /** The environment variable holding the LMK passphrase of an in-process HSM. */
 export const PASSPHRASE_ENV = 'POSKEY_LMK_PASSPHRASE';
@@ -56,7 +57,9 @@ export interface HostService {
   readonly port: number;
   readonly store: Repository;
   readonly hsm: HsmClient;
-  readonly link: NetworkLink;
+  readonly link: NetworkLinkPool;
+  /** Sign-on and zone key rotation with the network. */
+  readonly zoneKeys: ZoneKeyManager;
   close(): Promise<void>;
   /** Resolves once closed (by close() or a signal). */
   readonly closed: Promise<void>;
@@ -161,18 +164,9 @@ export async function startHostService(
         ...(options.zoneFile !== undefined ? { zoneFile: options.zoneFile } : {}),
         ...(options.env !== undefined ? { env: options.env } : {}),
       }));
-    const n = config.network;
-    const link = new NetworkLink({
-      host: n.host,
-      port: n.port,
-      timeoutMs: n.timeout,
-      connectTimeoutMs: n.connectTimeout,
-      reconnectMinMs: n.reconnectMin,
-      reconnectMaxMs: n.reconnectMax,
-      maxInFlight: n.maxInFlight,
-      log,
-      onUnsolicited: (r) => log.warn({ mti: r.msg[0], networkStan: r.msg[11] }, 'unmatched network message'),
-    });
+    const link = createNetworkLinks(config, log, (r) =>
+      log.warn({ mti: r.msg[0], networkStan: r.msg[11] }, 'unmatched network message'),
+    );
     link.start();
     closers.push({ name: 'network link', close: () => link.close() });
     const server = createHostServer({
@@ -184,9 +178,19 @@ export async function startHostService(
       logger: log,
       ...(options.clock ? { clock: options.clock } : {}),
     });
+    const zoneKeys = new ZoneKeyManager({
+      hsm,
+      link,
+      runtime: server.runtime,
+      config,
+      log,
+      ...(options.clock ? { clock: options.clock } : {}),
+    });
+    zoneKeys.start();
+    closers.push({ name: 'zone key manager', close: () => zoneKeys.close() });
     const { port } = await server.listen();
     closers.push({ name: 'terminal server', close: () => server.close() });
-    return makeService({ config, server, port, store, hsm, link, shutdown, options, log });
+    return makeService({ config, server, port, store, hsm, link, zoneKeys, shutdown, options, log });
   } catch (e) {
     await shutdown();
     throw e;
@@ -199,7 +203,8 @@ function makeService(parts: {
   port: number;
   store: Repository;
   hsm: HsmClient;
-  link: NetworkLink;
+  link: NetworkLinkPool;
+  zoneKeys: ZoneKeyManager;
   shutdown: () => Promise<void>;
   options: StartHostServiceOptions;
   log: Logger;
@@ -230,6 +235,7 @@ function makeService(parts: {
     store: parts.store,
     hsm: parts.hsm,
     link: parts.link,
+    zoneKeys: parts.zoneKeys,
     close,
     closed,
   };

@@ -22,8 +22,12 @@
  * network catalogue) name their original by RRN in field 90 and are decided in
  * `Ledger.followUp` by the rules of follow-up.ts (25, 12, 13; field 90 missing → 30).
  * 0800 echo (70 = 301), sign-on 001 and sign-off 002 → 0810 39 = 00 (a MAC, when the request
- * has one, must verify); other 70 codes → 12. Any other request MTI → its response with 12.
- * Every answer is MACed under the ZAK. A body that does not parse, or a response MTI, gets no answer.
+ * has one, must verify); a MACed sign-on and a key exchange (101/161, MAC required) also deliver a
+ * new ZPK/ZAK pair under the ZMK in field 48 (src/protocol/network-keys.ts, zone-ring.ts); other 70
+ * codes → 12. Any other request MTI → its response with 12.
+ * The zone keys are a ring (zone-ring.ts): the pair whose ZAK verifies a request's MAC decrypts its
+ * PIN and MACs its answer; an answer to a request without a usable MAC is MACed under the active
+ * pair. A body that does not parse, or a response MTI, gets no answer.
  */
 import { randomInt } from 'node:crypto';
 import { toHex } from '../crypto/bytes.js';
@@ -31,6 +35,7 @@ import { isPoskeyError } from '../errors.js';
 import type { HsmApi, LmkKeyBlock } from '../hsm/api.js';
 import type { PinVerificationApi } from '../hsm/pvv.js';
 import { classify, type IsoMessage, maskPan, unpack } from '../iso8583/index.js';
+import { encodeKeyDelivery, KEY_DELIVERY_CODES, NMI } from '../protocol/network-keys.js';
 import {
   macField,
   NETWORK_DIALECT,
@@ -43,9 +48,12 @@ import { decodeOriginalData } from '../protocol/original-data.js';
 import { RC } from '../protocol/unionpay-pos.js';
 import { decideFollowUp, type FollowUpKind, followUpKind } from './follow-up.js';
 import type { AuthorisationFacts, AuthorisationOutcome, Card, Decision, Ledger } from './ledger.js';
+import { ZoneKeyRing, type ZoneKeySet } from './zone-ring.js';
 
 /** What the issuer asks of its HSM: MACs under the ZAK, PIN verification against the PVV. */
-export type IssuerHsm = Pick<HsmApi, 'generateMac' | 'verifyMac'> & Pick<PinVerificationApi, 'verifyPinPvv'>;
+export type IssuerHsm = Pick<HsmApi, 'generateMac' | 'verifyMac'> &
+  Pick<PinVerificationApi, 'verifyPinPvv'> &
+  Partial<Pick<HsmApi, 'generateKey'>>;
 
 /** Response codes the simulator answers with: the POS spec's field 39 codes, one table for both. */
 export const ISSUER_CODES = RC;
@@ -56,8 +64,8 @@ export const DEFAULT_MAX_PIN_TRIES = 3;
 export interface IssuerOptions {
   hsm: IssuerHsm;
   ledger: Ledger;
-  /** The network side's zone keys (LMK key blocks). */
-  zone: { zpk: LmkKeyBlock; zak: LmkKeyBlock };
+  /** The network side's zone keys (LMK key blocks), or a ring of them (key exchange, overlap). */
+  zone: { zpk: LmkKeyBlock; zak: LmkKeyBlock } | ZoneKeyRing;
   /** The simulator's clock, for expiry. */
   clock?: () => Date;
   maxPinTries?: number;
@@ -185,8 +193,7 @@ function readRequest(msg: IsoMessage): Request {
 export class Issuer {
   readonly #hsm: IssuerHsm;
   readonly #ledger: Ledger;
-  readonly #zpk: LmkKeyBlock;
-  readonly #zak: LmkKeyBlock;
+  readonly #ring: ZoneKeyRing;
   readonly #clock: () => Date;
   readonly #maxPinTries: number;
   readonly #authCode: () => string;
@@ -194,8 +201,9 @@ export class Issuer {
   constructor(options: IssuerOptions) {
     this.#hsm = options.hsm;
     this.#ledger = options.ledger;
-    this.#zpk = options.zone.zpk;
-    this.#zak = options.zone.zak;
+    const zone = options.zone;
+    this.#ring =
+      zone instanceof ZoneKeyRing ? zone : new ZoneKeyRing({ initial: { keySet: '000000', ...zone } });
     this.#clock = options.clock ?? (() => new Date());
     this.#maxPinTries = options.maxPinTries ?? DEFAULT_MAX_PIN_TRIES;
     this.#authCode = options.authCode ?? randomAuthCode;
@@ -246,16 +254,17 @@ export class Issuer {
     const response = this.#base(msg, responseMti, ECHO_0210);
     const read = this.#authenticated(msg, response, event, () => readRequest(msg));
     if ('answer' in read) return read.answer;
-    const req = read.req;
+    const { req, keys } = read;
     const pan = req.facts.pan;
     response[2] = pan;
     if (req.kind === 'balance' && response[4] === undefined) response[4] = '000000000000';
     event.pan = maskPan(pan);
-    if (override !== undefined) return this.#reply(msg, response, override, event, 'fault: response code');
-    const outcome = this.#ledger.authorise(req.facts, (card) => this.#decide(card, req));
+    if (override !== undefined)
+      return this.#reply(msg, response, override, event, 'fault: response code', keys);
+    const outcome = this.#ledger.authorise(req.facts, (card) => this.#decide(card, req, keys));
     event.replayed = outcome.replayed;
     this.#fill(response, outcome, req);
-    return this.#reply(msg, response, outcome.responseCode, event);
+    return this.#reply(msg, response, outcome.responseCode, event, undefined, keys);
   }
 
   #fill(response: IsoMessage, outcome: AuthorisationOutcome, req: Request): void {
@@ -271,19 +280,19 @@ export class Issuer {
     response: IsoMessage,
     event: IssuerEvent,
     read: () => Request,
-  ): { req: Request } | { answer: IssuerResult } {
-    if (!this.#macVerifies(msg))
-      return { answer: this.#reply(msg, response, RC.MAC_FAILED, event, 'bad MAC') };
+  ): { req: Request; keys: ZoneKeySet } | { answer: IssuerResult } {
+    const keys = this.#verifiedKeys(msg);
+    if (keys === undefined) return { answer: this.#reply(msg, response, RC.MAC_FAILED, event, 'bad MAC') };
     try {
-      return { req: read() };
+      return { req: read(), keys };
     } catch (e) {
       if (!(e instanceof Refusal)) throw e;
-      return { answer: this.#reply(msg, response, e.code, event, e.reason) };
+      return { answer: this.#reply(msg, response, e.code, event, e.reason, keys) };
     }
   }
 
   /** The decision for a card, inside the ledger transaction (see the module comment for the order). */
-  #decide(card: Card | undefined, req: Request): Decision {
+  #decide(card: Card | undefined, req: Request, keys: ZoneKeySet): Decision {
     if (card === undefined) return { responseCode: RC.INVALID_CARD };
     if (card.status !== 'active') return { responseCode: RC.RESTRICTED_CARD };
     const presented = req.presentedExpiry;
@@ -294,7 +303,7 @@ export class Issuer {
     if (card.pinTries >= this.#maxPinTries) return { responseCode: RC.PIN_TRIES_EXCEEDED };
     let pinTries: number | undefined;
     if (req.pinBlock !== undefined) {
-      const pin = this.#verifyPin(card, req.pinBlock);
+      const pin = this.#verifyPin(card, req.pinBlock, keys.zpk);
       if (pin === 'unreadable') return { responseCode: RC.WRONG_PIN };
       if (pin === 'wrong') {
         const tries = card.pinTries + 1;
@@ -333,23 +342,24 @@ export class Issuer {
       return readRequest({ ...msg, 0: '0200', 3: `00${(text(msg, 3) ?? '').slice(2)}` });
     });
     if ('answer' in read) return read.answer;
-    const req = read.req;
+    const { req, keys } = read;
     req.facts.processingCode = text(msg, 3) as string;
     response[2] = req.facts.pan;
     event.pan = maskPan(req.facts.pan);
-    if (override !== undefined) return this.#reply(msg, response, override, event, 'fault: response code');
+    if (override !== undefined)
+      return this.#reply(msg, response, override, event, 'fault: response code', keys);
     const outcome = this.#ledger.followUp(req.facts, { kind, originalRrn: original!.rrn }, (card, o) =>
       decideFollowUp(kind, req.facts.amount, card, o, this.#authCode),
     );
     event.replayed = outcome.replayed;
     if (outcome.authCode !== undefined) response[38] = outcome.authCode;
-    return this.#reply(msg, response, outcome.responseCode, event, kind);
+    return this.#reply(msg, response, outcome.responseCode, event, kind, keys);
   }
 
-  #verifyPin(card: Card, pinBlock: string): 'ok' | 'wrong' | 'unreadable' {
+  #verifyPin(card: Card, pinBlock: string, zpk: LmkKeyBlock): 'ok' | 'wrong' | 'unreadable' {
     try {
       const ok = this.#hsm.verifyPinPvv({
-        zpk: this.#zpk,
+        zpk,
         pinBlock,
         format: NETWORK_PIN_FORMAT,
         pan: card.pan,
@@ -368,11 +378,27 @@ export class Issuer {
   #management(msg: IsoMessage, responseMti: string, event: IssuerEvent): IssuerResult {
     const response = this.#base(msg, responseMti, ECHO_0810);
     const hasMac = msg[128] !== undefined || msg[64] !== undefined;
-    if (hasMac && !this.#macVerifies(msg)) return this.#reply(msg, response, RC.MAC_FAILED, event, 'bad MAC');
+    const keys = hasMac ? this.#verifiedKeys(msg) : undefined;
+    if (hasMac && keys === undefined) return this.#reply(msg, response, RC.MAC_FAILED, event, 'bad MAC');
     const code = text(msg, 70);
-    if (code === undefined) return this.#reply(msg, response, RC.FORMAT_ERROR, event, 'field 70 missing');
-    const known = code === '301' || code === '001' || code === '002';
-    return this.#reply(msg, response, known ? RC.APPROVED : RC.INVALID_TRANSACTION, event, `70=${code}`);
+    if (code === undefined)
+      return this.#reply(msg, response, RC.FORMAT_ERROR, event, 'field 70 missing', keys);
+    const reason = `70=${code}`;
+    if (code === NMI.ECHO || code === NMI.SIGN_OFF || (code === NMI.SIGN_ON && keys === undefined)) {
+      return this.#reply(msg, response, RC.APPROVED, event, reason, keys);
+    }
+    if (!KEY_DELIVERY_CODES.has(code)) {
+      return this.#reply(msg, response, RC.INVALID_TRANSACTION, event, reason, keys);
+    }
+    // A key exchange must be MACed: an unauthenticated peer does not get to rotate the zone.
+    if (keys === undefined) return this.#reply(msg, response, RC.MAC_FAILED, event, `${reason}: no MAC`);
+    const generateKey = this.#hsm.generateKey;
+    if (!this.#ring.canExchange || generateKey === undefined) {
+      return this.#reply(msg, response, RC.INVALID_TRANSACTION, event, `${reason}: no ZMK`, keys);
+    }
+    const delivery = this.#ring.exchange({ generateKey: generateKey.bind(this.#hsm) });
+    response[48] = encodeKeyDelivery(delivery);
+    return this.#reply(msg, response, RC.APPROVED, event, `${reason}: key set ${delivery.keySet}`, keys);
   }
 
   /** The response skeleton: the request's echoed fields and a MAC placeholder where the request had its MAC. */
@@ -383,16 +409,28 @@ export class Issuer {
     return response;
   }
 
-  #macVerifies(msg: IsoMessage): boolean {
+  /** The zone key pair whose ZAK verifies the message's MAC (see zone-ring.ts), or undefined. */
+  #verifiedKeys(msg: IsoMessage): ZoneKeySet | undefined {
     const mac = text(msg, macField(msg));
-    if (mac === undefined) return false;
+    if (mac === undefined) return undefined;
+    const data = toHex(networkMacBlock(msg));
+    for (const keys of this.#ring.candidates()) {
+      if (this.#macVerifies(keys.zak, data, mac)) {
+        this.#ring.used(keys);
+        return keys;
+      }
+    }
+    return undefined;
+  }
+
+  #macVerifies(zak: LmkKeyBlock, data: string, mac: string): boolean {
     try {
       return this.#hsm.verifyMac({
-        key: { kind: 'key', keyBlock: this.#zak },
+        key: { kind: 'key', keyBlock: zak },
         algorithm: NETWORK_MAC.algorithm,
         padding: NETWORK_MAC.padding,
         length: NETWORK_MAC.length,
-        data: toHex(networkMacBlock(msg)),
+        data,
         mac,
       });
     } catch (e) {
@@ -408,11 +446,12 @@ export class Issuer {
     code: string,
     event: IssuerEvent,
     reason?: string,
+    keys: ZoneKeySet = this.#ring.active,
   ): IssuerResult {
     response[39] = code;
     response[macField(request)] = ZERO_MAC;
     const mac = this.#hsm.generateMac({
-      key: { kind: 'key', keyBlock: this.#zak },
+      key: { kind: 'key', keyBlock: keys.zak },
       algorithm: NETWORK_MAC.algorithm,
       padding: NETWORK_MAC.padding,
       length: NETWORK_MAC.length,

@@ -16,6 +16,7 @@ import { networkError } from './errors.js';
 import { type FaultPlan, type Faults, planFaults, resolveFaults } from './faults.js';
 import { Issuer, type IssuerEvent, type IssuerHsm } from './issuer.js';
 import type { Ledger } from './ledger.js';
+import { ZoneKeyRing } from './zone-ring.js';
 
 /** The subset of a pino logger the simulator uses. */
 export interface NetworkLogger {
@@ -30,8 +31,13 @@ export const DEFAULT_NETWORK_PORT = 5859;
 export interface NetworkSimulatorOptions {
   hsm: IssuerHsm;
   ledger: Ledger;
-  /** The network side's ZPK and ZAK (LMK key blocks in `hsm`). */
-  zone: { zpk: LmkKeyBlock; zak: LmkKeyBlock };
+  /**
+   * The network side's ZPK and ZAK (LMK key blocks in `hsm`), with the ZMK for key exchange; or a
+   * ring (zone-ring.ts) several simulators share, as the endpoints of one network do.
+   */
+  zone: { zpk: LmkKeyBlock; zak: LmkKeyBlock; zmk?: LmkKeyBlock } | ZoneKeyRing;
+  /** How long the replaced zone key pair is still accepted after a key exchange (default 60 s). */
+  keyOverlapMs?: number;
   /** Listen address; default 127.0.0.1. */
   host?: string;
   /** Default DEFAULT_NETWORK_PORT; 0 = any free port. */
@@ -73,6 +79,8 @@ export interface NetworkSimulator {
   stats(): NetworkStats;
   readonly ledger: Ledger;
   readonly issuer: Issuer;
+  /** The zone keys in force, delivered and being retired. */
+  readonly zoneKeys: ZoneKeyRing;
 }
 
 const SILENT: NetworkLogger = { info() {}, warn() {}, error() {} };
@@ -98,9 +106,18 @@ export function createNetworkSimulator(options: NetworkSimulatorOptions): Networ
   if (typeof options.hsm !== 'object' || options.hsm === null) throw optionError('hsm', 'an HSM is required');
   if (typeof options.ledger !== 'object' || options.ledger === null)
     throw optionError('ledger', 'a ledger is required');
-  if (typeof options.zone?.zpk !== 'string' || typeof options.zone?.zak !== 'string') {
-    throw optionError('zone', 'the ZPK and ZAK key blocks are required');
-  }
+  const zone = options.zone;
+  const ring =
+    zone instanceof ZoneKeyRing
+      ? zone
+      : typeof zone?.zpk === 'string' && typeof zone?.zak === 'string'
+        ? new ZoneKeyRing({
+            initial: { keySet: '000000', zpk: zone.zpk, zak: zone.zak },
+            ...(zone.zmk !== undefined ? { zmk: zone.zmk } : {}),
+            ...(options.keyOverlapMs !== undefined ? { overlapMs: options.keyOverlapMs } : {}),
+          })
+        : undefined;
+  if (ring === undefined) throw optionError('zone', 'the ZPK and ZAK key blocks are required');
   const host = options.host ?? '127.0.0.1';
   const port = portOf(options.port);
   const logger = options.logger ?? SILENT;
@@ -109,7 +126,7 @@ export function createNetworkSimulator(options: NetworkSimulatorOptions): Networ
   const issuerOptions = {
     hsm: options.hsm,
     ledger: options.ledger,
-    zone: options.zone,
+    zone: ring,
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.maxPinTries ? { maxPinTries: options.maxPinTries } : {}),
     ...(options.authCode ? { authCode: options.authCode } : {}),
@@ -221,6 +238,7 @@ export function createNetworkSimulator(options: NetworkSimulatorOptions): Networ
   return {
     ledger: options.ledger,
     issuer,
+    zoneKeys: ring,
     listen() {
       if (server !== undefined) return Promise.reject(optionError('listen', 'already listening'));
       if (closed) return Promise.reject(optionError('listen', 'the simulator is closed'));

@@ -30,6 +30,7 @@ import {
   type ZoneFile,
   type ZoneKeys,
 } from './zone.js';
+import { ZoneKeyRing, type ZoneRingState } from './zone-ring.js';
 
 export const DEFAULT_NETWORK_DATA_DIR = './data/network';
 export const LEDGER_FILE = 'ledger.sqlite';
@@ -38,6 +39,8 @@ export const ZONE_FILE = 'zone.json';
 export const NETWORK_PASSPHRASE_ENV = 'POSKEY_NETWORK_LMK_PASSPHRASE';
 
 const ZONE_META = 'zone';
+/** The key ring after key exchanges: `{ origin: <the zone's ZPK block>, state }`. */
+const RING_META = 'zone-ring';
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -176,6 +179,32 @@ export async function resolveZoneKeys(hsm: Hsm, ledger: Ledger, source: ZoneSour
 }
 
 /**
+ * The zone key ring of this ledger: the saved one when it grew from the zone in use (a restart
+ * keeps every pair the acquirer may hold), else a new one starting at the zone's pair. Every change
+ * is written to the ledger's meta table before it takes effect.
+ */
+export function openZoneRing(
+  ledger: Ledger,
+  zone: ResolvedZone,
+  options: { overlapMs?: number | undefined; clock?: () => number } = {},
+): ZoneKeyRing {
+  const origin = zone.keys.zpk;
+  let initial: ZoneRingState | undefined;
+  const text = zone.source === 'stored' ? ledger.getMeta(RING_META) : undefined;
+  if (text !== undefined) {
+    const doc = JSON.parse(text) as { origin?: string; state?: ZoneRingState };
+    if (doc.origin === origin && doc.state?.active !== undefined) initial = doc.state;
+  }
+  return new ZoneKeyRing({
+    initial: initial ?? { keySet: '000000', zpk: zone.keys.zpk, zak: zone.keys.zak },
+    zmk: zone.keys.zmk,
+    ...(options.overlapMs !== undefined ? { overlapMs: options.overlapMs } : {}),
+    ...(options.clock !== undefined ? { clock: options.clock } : {}),
+    persist: (state) => ledger.setMeta(RING_META, JSON.stringify({ origin, state })),
+  });
+}
+
+/**
  * Demo cards for `--seed demo`. Their PINs are published here on purpose: test cards only.
  * Balances in minor units (fen).
  */
@@ -271,7 +300,7 @@ export async function openNetworkSimulator(options: OpenNetworkOptions = {}): Pr
       ...options.simulator,
       hsm: loaded.hsm,
       ledger,
-      zone: { zpk: zone.keys.zpk, zak: zone.keys.zak },
+      zone: openZoneRing(ledger, zone, { overlapMs: options.simulator?.keyOverlapMs }),
       ownsLedger: true,
     });
     const opened: OpenedNetwork = { simulator, hsm: loaded.hsm, ledger, zone, dev: loaded.dev, seeded };

@@ -25,9 +25,10 @@ import { createAdminApp, listenAdmin } from '../host/admin/app.js';
 import { type HostConfig, type HostConfigInput, parseHostConfig } from '../host/config.js';
 import type { ZoneKeys } from '../host/context.js';
 import { loadZoneKeys } from '../host/keys.js';
-import { NetworkLink } from '../host/network-link.js';
+import { createNetworkLinks, type NetworkLinkPool } from '../host/network-links.js';
 import { Registry } from '../host/registry.js';
 import { createHostServer, type HostServer } from '../host/server.js';
+import { ZoneKeyManager } from '../host/zone-keys.js';
 import type { HsmClient } from '../hsm/api.js';
 import { AuditLog } from '../hsm/audit.js';
 import { createInProcessClient } from '../hsm/client/in-process.js';
@@ -118,8 +119,10 @@ export interface Platform {
   readonly store: Repository;
   readonly hostConfig: HostConfig;
   readonly server: HostServer;
-  readonly link: NetworkLink;
+  readonly link: NetworkLinkPool;
+  /** The zone keys at start; `zoneKeys` rotates them (the host's runtime holds the ones in force). */
   readonly zone: ZoneKeys;
+  readonly zoneKeys: ZoneKeyManager;
   readonly registry: Registry;
   readonly admin: FastifyInstance | undefined;
   /** The simulated factory's transport keys (clear for simulated PIN pads, KEK blocks in the HSM). */
@@ -287,19 +290,9 @@ export async function startPlatform(o: PlatformOptions = {}): Promise<Platform> 
     });
     closers.push({ name: 'store', close: () => store.close() });
     const zone = await hostZone(hsmClient, hostConfig, network, layout);
-    const n = hostConfig.network;
-    const link = new NetworkLink({
-      host: n.host,
-      port: n.port,
-      timeoutMs: n.timeout,
-      connectTimeoutMs: n.connectTimeout,
-      reconnectMinMs: n.reconnectMin,
-      reconnectMaxMs: n.reconnectMax,
-      maxInFlight: n.maxInFlight,
-      log: hostLog,
-      onUnsolicited: (r) =>
-        hostLog.info({ mti: r.msg[0], networkStan: r.msg[11] }, 'late or unsolicited network message'),
-    });
+    const link = createNetworkLinks(hostConfig, hostLog, (r) =>
+      hostLog.info({ mti: r.msg[0], networkStan: r.msg[11] }, 'late or unsolicited network message'),
+    );
     link.start();
     closers.push({ name: 'network link', close: () => link.close() });
     await link.waitUntilUp(5000);
@@ -312,6 +305,16 @@ export async function startPlatform(o: PlatformOptions = {}): Promise<Platform> 
       logger: hostLog,
       ...(o.clock ? { clock: o.clock } : {}),
     });
+    const zoneKeys = new ZoneKeyManager({
+      hsm: hsmClient,
+      link,
+      runtime: server.runtime,
+      config: hostConfig,
+      log: hostLog,
+      ...(o.clock ? { clock: o.clock } : {}),
+    });
+    zoneKeys.start();
+    closers.push({ name: 'zone key manager', close: () => zoneKeys.close() });
 
     const factory = {
       TDES: await makeFactoryKey(hsmClient, 'tdes'),
@@ -355,6 +358,10 @@ export async function startPlatform(o: PlatformOptions = {}): Promise<Platform> 
           connections: server.metrics().connections,
           inFlight: server.metrics().inFlight,
         }),
+        network: {
+          status: async () => ({ keys: await zoneKeys.status(), links: link.describe() }),
+          rekey: () => zoneKeys.rekey('on-demand'),
+        },
         ...(level === 'silent' ? {} : { logger: { level, stream: process.stderr } }),
       });
       admin = app;
@@ -381,6 +388,7 @@ export async function startPlatform(o: PlatformOptions = {}): Promise<Platform> 
       server,
       link,
       zone,
+      zoneKeys,
       registry,
       admin,
       factory,

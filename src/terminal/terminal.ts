@@ -54,7 +54,6 @@ import {
 import { settlementRequest, totalsOf, uploadDetail, uploadEnd } from './settlement-messages.js';
 import { MemoryStateStore, type TerminalStateStore } from './state-store.js';
 
-
 /** Approved transactions the batch records for settlement, and those that take their original out. */
 const BATCH_ADDS: ReadonlySet<string> = new Set(['purchase', 'refund', 'completion', 'completion-advice']);
 const BATCH_REMOVES: ReadonlySet<string> = new Set(['void', 'completion-void']);

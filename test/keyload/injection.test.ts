@@ -5,11 +5,9 @@
  * Also: the host admin API as registry, TCP and SM4, every refusal, and the CLI end to end.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { toHex, xor } from '../../src/crypto/bytes.js';
 import { createAdminApp, listenAdmin } from '../../src/host/admin/app.js';
 import { Registry } from '../../src/host/registry.js';
@@ -30,6 +28,7 @@ import { Link, openSerial } from '../../src/keyload/transport.js';
 import { derToPem } from '../../src/keyload/x509.js';
 import { PinPadStore } from '../../src/terminal/pinpad-store.js';
 import { Terminal } from '../../src/terminal/terminal.js';
+import { spawnPoskey } from '../helpers/cli.js';
 import { CARDS, MID as HOST_MID, startWorld, swipe } from '../host/helpers.js';
 import { sqliteFixture } from '../store/helpers.js';
 import {
@@ -493,27 +492,7 @@ function expiredCertificate(): string {
   return derToPem(cert.der, 'CERTIFICATE');
 }
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-
-function poskey(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d;
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d;
-  });
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-  return { child, done, out: () => stdout };
-}
+const poskey = spawnPoskey;
 
 describe('the CLI: poskey device serve + poskey inject over a socat pty', () => {
   it('injects a TDES TMK into a simulated terminal with a sealed PIN pad store', async () => {

@@ -14,9 +14,12 @@
  *   PATCH  /terminals/:tid               { state: 'blocked' | 'active' } → terminal
  *   PUT    /terminals/:tid/tmk           { tmk: source } → { terminal, tmk } (new TMK, working keys dropped)
  *   GET    /journal?tid=&status=&limit=… { entries: [...] } (PANs masked; newest first)
+ *   GET    /network                      { keys: { keySet, zpkKcv, zakKcv, rotations… }, links: [...] }
+ *   POST   /network/rekey                → { keySet, zpkKcv, zakKcv, rotatedAt, reason } (key exchange now)
  *
  * Errors: `{ code, field?, message }` with 400 (validation, key errors such as a KCV mismatch),
- * 401 (token), 404 (unknown route, merchant or terminal), 409 (TID or serial taken), 503 (the
+ * 401 (token), 404 (unknown route, merchant or terminal), 409 (TID or serial taken), 502 (the
+ * network refused a key exchange or delivered keys that do not verify), 503 (the
  * store or the HSM is unavailable), 500 (a bug: fixed message, logged with hex runs masked).
  * Request bodies are never logged: they may hold key components.
  */
@@ -63,6 +66,14 @@ export interface AdminAppOptions {
   logger?: false | { level?: string; stream?: { write(line: string): void } };
   /** Largest request body in bytes; default 64 KiB. */
   bodyLimit?: number;
+  /** The network link's zone keys and links (the /network routes exist only with it). */
+  network?: AdminNetwork;
+}
+
+/** What the /network routes ask of the host (src/host/zone-keys.ts, network-links.ts). */
+export interface AdminNetwork {
+  status(): Promise<Record<string, unknown>>;
+  rekey(): Promise<unknown>;
 }
 
 interface ErrorBody {
@@ -73,6 +84,12 @@ interface ErrorBody {
 
 const HEX_RUN = /[0-9A-Fa-f]{16,}/g;
 const UNAVAILABLE = new Set(['POSKEY_ERR_STORE_FAILED', 'POSKEY_ERR_STORE_CLOSED', 'POSKEY_ERR_HSM_CLOSED']);
+/** The network's fault, not the caller's. */
+const BAD_GATEWAY = new Set([
+  'POSKEY_ERR_HOST_KEY_EXCHANGE',
+  'POSKEY_ERR_HOST_ZONE_KCV',
+  'POSKEY_ERR_NETWORK_KEY_DELIVERY',
+]);
 
 function adminError(code: AdminErrorCode, reason: string, field?: string): PoskeyError {
   return new PoskeyError(code, reason, { field });
@@ -84,6 +101,7 @@ export function statusOf(code: string): number {
   if (code === 'POSKEY_ERR_ADMIN_ROUTE' || code.endsWith('_NOT_FOUND')) return 404;
   if (code.endsWith('_DUPLICATE')) return 409;
   if (code === 'POSKEY_ERR_ADMIN_INTERNAL') return 500;
+  if (BAD_GATEWAY.has(code)) return 502;
   if (UNAVAILABLE.has(code) || /^POSKEY_ERR_HSM_(TIMEOUT|DOWN|UNAVAILABLE|IO|CONNECT)/.test(code)) return 503;
   return 400;
 }
@@ -217,6 +235,15 @@ export function createAdminApp(opts: AdminAppOptions): FastifyInstance {
     const q = parse(journalQuery, req.query, 'query');
     return { entries: await registry.journal(q) };
   });
+
+  const network = opts.network;
+  if (network !== undefined) {
+    app.get('/network', async () => network.status());
+    app.post('/network/rekey', async (req) => {
+      req.log.info({ actor: req.actor }, 'zone key exchange requested');
+      return network.rekey();
+    });
+  }
   return app;
 }
 

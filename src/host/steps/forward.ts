@@ -141,7 +141,8 @@ function accept(ctx: TxnContext, msg: IsoMessage): Outcome {
 
 async function forward(ctx: TxnContext): Promise<Outcome> {
   const link = ctx.host.link;
-  const zone = ctx.host.zone;
+  ctx.zoneKeys ??= ctx.host.zone;
+  const zone = ctx.zoneKeys;
   if (link === undefined || zone === undefined) {
     ctx.status = 'failed';
     ctx.networkOutcome = 'not_sent';

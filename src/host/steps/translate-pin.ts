@@ -33,7 +33,8 @@ function formatError(ctx: TxnContext): Outcome {
 }
 
 async function translate(ctx: TxnContext, pinBlock: string): Promise<Outcome> {
-  const zone = ctx.host.zone;
+  ctx.zoneKeys ??= ctx.host.zone;
+  const zone = ctx.zoneKeys;
   if (zone === undefined) return ctx.fail(RC.SYSTEM_MALFUNCTION);
   try {
     ctx.pinBlock = await ctx.host.hsm.translatePin({
