@@ -21,18 +21,16 @@
  * Every answer is MACed under the ZAK. A body that does not parse, or a response MTI, gets no answer.
  */
 import { randomInt } from 'node:crypto';
-import { toHex } from '../crypto/bytes.js';
 import { isPoskeyError } from '../errors.js';
 import type { HsmApi, LmkKeyBlock } from '../hsm/api.js';
 import type { PinVerificationApi } from '../hsm/pvv.js';
-import { type IsoMessage, maskPan, unpack } from '../iso8583/index.js';
+import { type IsoMessage, maskPan, pack, unpack } from '../iso8583/index.js';
 import {
   macField,
   NETWORK_DIALECT,
   NETWORK_MAC,
   NETWORK_PIN_FORMAT,
   networkMacBlock,
-  packNetworkWithMac,
 } from '../protocol/network-link.js';
 import { RC } from '../protocol/unionpay-pos.js';
 import type { AuthorisationFacts, AuthorisationOutcome, Card, Decision, Ledger } from './ledger.js';
@@ -333,7 +331,7 @@ export class Issuer {
         algorithm: NETWORK_MAC.algorithm,
         padding: NETWORK_MAC.padding,
         length: NETWORK_MAC.length,
-        data: toHex(networkMacBlock(msg)),
+        data: networkMacBlock(msg),
         mac,
       });
     } catch (e) {
@@ -352,14 +350,16 @@ export class Issuer {
   ): IssuerResult {
     response[39] = code;
     response[macField(request)] = ZERO_MAC;
+    // Packed once with the placeholder (as networkMacBlock would), the MAC written in place.
+    const body = pack(NETWORK_DIALECT, response);
     const mac = this.#hsm.generateMac({
       key: { kind: 'key', keyBlock: this.#zak },
       algorithm: NETWORK_MAC.algorithm,
       padding: NETWORK_MAC.padding,
       length: NETWORK_MAC.length,
-      data: toHex(networkMacBlock(response)),
+      data: body.subarray(0, body.length - 8),
     });
-    const body = packNetworkWithMac(response, mac);
+    body.write(mac, body.length - 8, 'hex');
     response[macField(response)] = mac;
     const done: IssuerEvent = { ...event, responseCode: code };
     if (reason !== undefined) done.reason = reason;
