@@ -177,6 +177,8 @@ export class Issuer {
   readonly #clock: () => Date;
   readonly #maxPinTries: number;
   readonly #authCode: () => string;
+  /** Each request's bytes as received, for its MAC check (no re-pack). */
+  readonly #received = new WeakMap<IsoMessage, Uint8Array>();
 
   constructor(options: IssuerOptions) {
     this.#hsm = options.hsm;
@@ -199,6 +201,7 @@ export class Issuer {
     } catch (e) {
       return { kind: 'ignored', event: { mti: '????', reason: isPoskeyError(e) ? e.code : 'unparseable' } };
     }
+    this.#received.set(msg, body);
     const mti = msg[0];
     const event: IssuerEvent = { mti, stan: text(msg, 11), rrn: text(msg, 37) };
     if (Number(mti[2]) % 2 === 1) return { kind: 'ignored', event: { ...event, reason: 'not a request' } };
@@ -322,6 +325,16 @@ export class Issuer {
     return response;
   }
 
+  /**
+   * The MAC block of a request: with the MAC in 128 (the last field), the bytes as received less
+   * their last 8, as the sender MACed them (no re-pack); otherwise the re-packed message.
+   */
+  #macBlock(msg: IsoMessage): Uint8Array {
+    const body = this.#received.get(msg);
+    if (body === undefined || msg[128] === undefined || msg[64] !== undefined) return networkMacBlock(msg);
+    return body.subarray(0, body.length - 8);
+  }
+
   #macVerifies(msg: IsoMessage): boolean {
     const mac = text(msg, macField(msg));
     if (mac === undefined) return false;
@@ -331,7 +344,7 @@ export class Issuer {
         algorithm: NETWORK_MAC.algorithm,
         padding: NETWORK_MAC.padding,
         length: NETWORK_MAC.length,
-        data: networkMacBlock(msg),
+        data: this.#macBlock(msg),
         mac,
       });
     } catch (e) {
