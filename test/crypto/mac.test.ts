@@ -306,7 +306,9 @@ describe('MAC: properties', () => {
 
 describe('MAC: retail MAC keeps its KL and KL‖KR handles on the caller handle', () => {
   const halves = (key: KeyHandle) =>
-    key.derived<[KeyHandle, KeyHandle]>('retail-mac', () => assert.fail('retail-mac handles were not cached'));
+    key.derived<[KeyHandle, KeyHandle]>('retail-mac', () =>
+      assert.fail('retail-mac handles were not cached'),
+    );
 
   it('derives KL and KL‖KR once and runs the CBC pass as one cbcEncrypt call', () => {
     const key = createKey('tdes', fromHex('41414141414141414242424242424242'));
