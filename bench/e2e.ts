@@ -612,14 +612,60 @@ function fullLoadJournal(): true | 'overlap' | 'outcome' {
   return mode === 'overlap' || mode === 'outcome' ? mode : true;
 }
 
+type RunName = 'load1' | 'inflight' | 'overlap' | 'outcome' | 'none' | 'load2' | 'storm';
+const RUN_NAMES: readonly RunName[] = ['load1', 'inflight', 'overlap', 'outcome', 'none', 'load2', 'storm'];
+
+/** POSKEY_BENCH_E2E_ONLY=load2,inflight: only those runs (for profiling one scenario); all when unset. */
+function selectedRuns(): RunName[] | undefined {
+  const env = process.env.POSKEY_BENCH_E2E_ONLY?.trim();
+  if (!env) return undefined;
+  const names = env.split(',').map((n) => n.trim());
+  const bad = names.filter((n) => !(RUN_NAMES as readonly string[]).includes(n));
+  if (bad.length)
+    throw new Error(
+      `POSKEY_BENCH_E2E_ONLY: unknown run(s) ${bad.join(', ')}; known: ${RUN_NAMES.join(', ')}`,
+    );
+  return names as RunName[];
+}
+
+async function runSelected(w: World, names: RunName[], ms: number): Promise<void> {
+  const inFlightMs = Math.max(1000, ms * 0.6);
+  const inFlight = {
+    hosts: 1,
+    terminals: 1,
+    ms: inFlightMs,
+    label: 'one in flight',
+    target: { tps: 1000, p99: 3 },
+  };
+  const full = { terminals: FULL_LOAD_TERMINALS, ms, label: 'full load' };
+  for (const name of names) {
+    if (name === 'load1') print(await loadRun(w, { ...full, hosts: 1, journal: fullLoadJournal() }));
+    if (name === 'inflight') print(await loadRun(w, { ...inFlight, journal: true }));
+    if (name === 'overlap') print(await loadRun(w, { ...inFlight, journal: 'overlap' }));
+    if (name === 'outcome') print(await loadRun(w, { ...inFlight, journal: 'outcome' }));
+    if (name === 'none')
+      print(await loadRun(w, { ...full, hosts: 1, journal: false, label: 'full load, no journal' }));
+    if (name === 'load2')
+      print(
+        await loadRun(w, { ...full, hosts: 2, journal: fullLoadJournal(), target: { tps: 15_000, p99: 30 } }),
+      );
+    if (name === 'storm') {
+      const s = await storm(w, 2);
+      console.log(`sign-in storm: ${s.seconds.toFixed(2)} s, ${s.failed} refused`);
+    }
+  }
+}
+
 export async function run(): Promise<void> {
   const full = process.env.POSKEY_BENCH_NETWORK === 'full';
   header(
     `e2e: POSP host on loopback, ${availableParallelism()} CPUs, network ${full ? 'full path (PVV + ledger)' : 'MAC-only answers'}`,
   );
   const ms = benchMs(5000);
+  const only = selectedRuns();
   const w = await setUp(full);
   try {
+    if (only) return await runSelected(w, only, ms);
     const durable1 = await loadRun(w, {
       hosts: 1,
       journal: fullLoadJournal(),

@@ -446,7 +446,7 @@ export class Hsm implements HsmApi, PinVerificationApi {
     try {
       assertRequest(req);
       const opts = macOptions(req);
-      const data = fromHex(req.data, 'data');
+      const data = macData(req.data);
       const key = this.#macKey(req, 'G');
       let mac: Buffer;
       try {
@@ -468,7 +468,7 @@ export class Hsm implements HsmApi, PinVerificationApi {
     try {
       assertRequest(req);
       const opts = macOptions(req);
-      const data = fromHex(req.data, 'data');
+      const data = macData(req.data);
       const mac = fromHex(req.mac, 'mac');
       const key = this.#macKey(req, 'V');
       let ok: boolean;
@@ -940,6 +940,11 @@ function dukptKey(keys: { key: Buffer }, cipher: CipherAlgorithm): KeyHandle {
 }
 
 const NO_MAC_OPTIONS: MacOptions = Object.freeze({});
+
+/** The MAB as bytes: used as given (only read, during the call), or parsed from hex. */
+function macData(data: unknown): Uint8Array {
+  return data instanceof Uint8Array ? data : fromHex(data as string, 'data');
+}
 
 /** MAC options from a request (a shared empty object when there are none: no per-call garbage). */
 function macOptions(req: MacRequest): MacOptions {

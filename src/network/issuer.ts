@@ -30,11 +30,10 @@
  * pair. A body that does not parse, or a response MTI, gets no answer.
  */
 import { randomInt } from 'node:crypto';
-import { toHex } from '../crypto/bytes.js';
 import { isPoskeyError } from '../errors.js';
 import type { HsmApi, LmkKeyBlock } from '../hsm/api.js';
 import type { PinVerificationApi } from '../hsm/pvv.js';
-import { classify, type IsoMessage, maskPan, unpack } from '../iso8583/index.js';
+import { classify, type IsoMessage, maskPan, pack, unpack } from '../iso8583/index.js';
 import { encodeKeyDelivery, KEY_DELIVERY_CODES, NMI } from '../protocol/network-keys.js';
 import {
   macField,
@@ -42,7 +41,6 @@ import {
   NETWORK_MAC,
   NETWORK_PIN_FORMAT,
   networkMacBlock,
-  packNetworkWithMac,
 } from '../protocol/network-link.js';
 import { decodeOriginalData } from '../protocol/original-data.js';
 import { RC } from '../protocol/unionpay-pos.js';
@@ -197,6 +195,8 @@ export class Issuer {
   readonly #clock: () => Date;
   readonly #maxPinTries: number;
   readonly #authCode: () => string;
+  /** Each request's bytes as received, for its MAC check (no re-pack). */
+  readonly #received = new WeakMap<IsoMessage, Uint8Array>();
 
   constructor(options: IssuerOptions) {
     this.#hsm = options.hsm;
@@ -220,6 +220,7 @@ export class Issuer {
     } catch (e) {
       return { kind: 'ignored', event: { mti: '????', reason: isPoskeyError(e) ? e.code : 'unparseable' } };
     }
+    this.#received.set(msg, body);
     const mti = msg[0];
     const event: IssuerEvent = { mti, stan: text(msg, 11), rrn: text(msg, 37) };
     if (Number(mti[2]) % 2 === 1) return { kind: 'ignored', event: { ...event, reason: 'not a request' } };
@@ -409,11 +410,21 @@ export class Issuer {
     return response;
   }
 
+  /**
+   * The MAC block of a request: with the MAC in 128 (the last field), the bytes as received less
+   * their last 8, as the sender MACed them (no re-pack); otherwise the re-packed message.
+   */
+  #macBlock(msg: IsoMessage): Uint8Array {
+    const body = this.#received.get(msg);
+    if (body === undefined || msg[128] === undefined || msg[64] !== undefined) return networkMacBlock(msg);
+    return body.subarray(0, body.length - 8);
+  }
+
   /** The zone key pair whose ZAK verifies the message's MAC (see zone-ring.ts), or undefined. */
   #verifiedKeys(msg: IsoMessage): ZoneKeySet | undefined {
     const mac = text(msg, macField(msg));
     if (mac === undefined) return undefined;
-    const data = toHex(networkMacBlock(msg));
+    const data = this.#macBlock(msg);
     for (const keys of this.#ring.candidates()) {
       if (this.#macVerifies(keys.zak, data, mac)) {
         this.#ring.used(keys);
@@ -423,7 +434,7 @@ export class Issuer {
     return undefined;
   }
 
-  #macVerifies(zak: LmkKeyBlock, data: string, mac: string): boolean {
+  #macVerifies(zak: LmkKeyBlock, data: Uint8Array, mac: string): boolean {
     try {
       return this.#hsm.verifyMac({
         key: { kind: 'key', keyBlock: zak },
@@ -450,14 +461,16 @@ export class Issuer {
   ): IssuerResult {
     response[39] = code;
     response[macField(request)] = ZERO_MAC;
+    // Packed once with the placeholder (as networkMacBlock would), the MAC written in place.
+    const body = pack(NETWORK_DIALECT, response);
     const mac = this.#hsm.generateMac({
       key: { kind: 'key', keyBlock: keys.zak },
       algorithm: NETWORK_MAC.algorithm,
       padding: NETWORK_MAC.padding,
       length: NETWORK_MAC.length,
-      data: toHex(networkMacBlock(response)),
+      data: body.subarray(0, body.length - 8),
     });
-    const body = packNetworkWithMac(response, mac);
+    body.write(mac, body.length - 8, 'hex');
     response[macField(response)] = mac;
     const done: IssuerEvent = { ...event, responseCode: code };
     if (reason !== undefined) done.reason = reason;

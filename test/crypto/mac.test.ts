@@ -304,17 +304,20 @@ describe('MAC: properties', () => {
   });
 });
 
-describe('MAC: retail MAC keeps its single-DES handles on the caller handle', () => {
+describe('MAC: retail MAC keeps its KL and KL‖KR handles on the caller handle', () => {
   const halves = (key: KeyHandle) =>
-    key.derived<[KeyHandle, KeyHandle]>('retail-mac', () => assert.fail('retail-mac halves were not cached'));
+    key.derived<[KeyHandle, KeyHandle]>('retail-mac', () =>
+      assert.fail('retail-mac handles were not cached'),
+    );
 
-  it('derives KL/KR once and runs the CBC pass as one cbcEncrypt call', () => {
+  it('derives KL and KL‖KR once and runs the CBC pass as one cbcEncrypt call', () => {
     const key = createKey('tdes', fromHex('41414141414141414242424242424242'));
     const data = Buffer.alloc(200, 0x5a);
     const first = retailMac(key, data);
     const [kl, kr] = halves(key);
     assert.equal(kl.algorithm, 'des');
-    assert.equal(kr.algorithm, 'des');
+    assert.equal(kr.algorithm, 'tdes');
+    assert.equal(kr.length, 16);
     let calls = 0;
     const original = kl.cbcEncrypt.bind(kl);
     kl.cbcEncrypt = (d: Uint8Array, iv?: Uint8Array) => {

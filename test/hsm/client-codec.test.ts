@@ -205,17 +205,23 @@ describe('request encoders round-trip through the HSM command parsers', () => {
         fc.constantFrom(1, 2, 3),
         fc.constantFrom(4, 8),
         ([algorithm, keyBlock], data, padding, length) => {
+          const hex = Buffer.from(data).toString('hex');
           const req: MacRequest = {
             key: { kind: 'key', keyBlock },
             algorithm,
-            data: Buffer.from(data).toString('hex'),
+            data: hex,
             padding: padding as 1 | 2 | 3,
             length,
           };
           const m6 = parse(M6, encodeM6(req).body);
           assert.deepEqual(
             [m6.algorithm, m6.macBytes, m6.key, m6.data],
-            [algorithm, length, keyBlock, req.data.toUpperCase()],
+            [algorithm, length, keyBlock, hex.toUpperCase()],
+          );
+          // The same MAB given as bytes goes on the wire as the same hex.
+          assert.equal(
+            encodeM6({ ...req, data: Buffer.from(data) }).body,
+            encodeM6({ ...req, data: hex.toUpperCase() }).body,
           );
           if (algorithm !== 'cmac') assert.equal(m6.padding, padding);
           const mac = 'AB'.repeat(length);

@@ -355,6 +355,22 @@ describe('Hsm MACs', () => {
     );
   });
 
+  it('takes the MAB as bytes as well as hex, with the same MAC; other data types are refused', () => {
+    const bytes = Buffer.from('Hello World !!!!');
+    assert.equal(hsm.generateMac({ ...macReq(tak, 'retail', hello), data: bytes }), 'F09B856213BAB83B');
+    const inside = Buffer.concat([Buffer.from('xx'), bytes, Buffer.from('yy')]).subarray(2, 18);
+    assert.ok(hsm.verifyMac({ ...macReq(tak, 'retail', hello), data: inside, mac: 'F09B856213BAB83B' }));
+    assert.equal(
+      hsm.verifyMac({ ...macReq(tak, 'retail', hello), data: inside.subarray(1), mac: 'F09B856213BAB83B' }),
+      false,
+    );
+    assert.deepEqual(inside, bytes, 'the caller bytes are left as they were');
+    assert.throws(
+      () => hsm.generateMac({ ...macReq(tak, 'retail', hello), data: 42 as never }),
+      fails('POSKEY_ERR_HEX', '15'),
+    );
+  });
+
   it('ISO 9797-1 alg 1 with padding 2, and CMAC with an AES ZAK', () => {
     const data = '00112233445566778899';
     const expected = toHex(cbcMac(createKey('tdes', fromHex(TAK)), fromHex(data), { padding: 2 }));

@@ -27,7 +27,7 @@ const MAX_BALANCE_LENGTH = 20;
 
 const pad2 = (n: number) => (n < 10 ? `0${n}` : String(n));
 
-function macRequest(zone: ZoneKeys, data: string): MacRequest {
+function macRequest(zone: ZoneKeys, data: Uint8Array): MacRequest {
   return { key: { kind: 'key', keyBlock: zone.zak }, algorithm: 'retail', data, padding: 1, length: 8 };
 }
 
@@ -35,7 +35,7 @@ function macRequest(zone: ZoneKeys, data: string): MacRequest {
 export async function packSigned(ctx: TxnContext, zone: ZoneKeys, msg: IsoMessage): Promise<Buffer> {
   msg[128] = ZERO_MAC;
   const body = pack(NETWORK_DIALECT, msg);
-  const mac = await ctx.host.hsm.generateMac(macRequest(zone, body.toString('hex', 0, body.length - 8)));
+  const mac = await ctx.host.hsm.generateMac(macRequest(zone, body.subarray(0, body.length - 8)));
   body.write(mac, body.length - 8, 'hex');
   return body;
 }
@@ -44,7 +44,7 @@ export async function packSigned(ctx: TxnContext, zone: ZoneKeys, msg: IsoMessag
 export async function verifySigned(ctx: TxnContext, zone: ZoneKeys, reply: NetworkReply): Promise<boolean> {
   const mac = reply.msg[128] ?? reply.msg[64];
   if (typeof mac !== 'string' || reply.body.length <= 8) return false;
-  const data = reply.body.toString('hex', 0, reply.body.length - 8);
+  const data = reply.body.subarray(0, reply.body.length - 8);
   return ctx.host.hsm.verifyMac({ ...macRequest(zone, data), mac });
 }
 

@@ -71,7 +71,7 @@ async function macInto(ctx: TxnContext, body: Buffer): Promise<void> {
   const mac = await ctx.host.hsm.generateMac({
     key: { kind: 'key', keyBlock: ctx.terminal!.workingKeys!.tak!.block },
     algorithm: ctx.profile!.mac,
-    data: body.toString('hex', 0, body.length - 8),
+    data: body.subarray(0, body.length - 8),
   });
   body.write(mac, body.length - 8, 'hex');
 }

@@ -14,7 +14,7 @@ import { type Outcome, PREPARED, type Step, type TxnContext } from '../context.j
 import { RE_SIGN_IN } from './check-keys.js';
 
 /** The MAC request for `data` (hex) under the current TAK; one object, no nested closures. */
-function macRequest(ctx: TxnContext, data: string, mac: string): MacRequest & { mac: string } {
+function macRequest(ctx: TxnContext, data: Uint8Array, mac: string): MacRequest & { mac: string } {
   return {
     key: { kind: 'key', keyBlock: ctx.terminal!.workingKeys!.tak!.block },
     algorithm: ctx.profile!.mac,
@@ -39,7 +39,7 @@ async function verify(ctx: TxnContext): Promise<Outcome> {
   const mac = ctx.req[64];
   const body = ctx.body;
   if (typeof mac !== 'string' || body.length <= 8) return badMac(ctx);
-  const data = body.toString('hex', 0, body.length - 8);
+  const data = body.subarray(0, body.length - 8);
   const hsm = ctx.host.hsm;
   if (await hsm.verifyMac(macRequest(ctx, data, mac))) return PREPARED;
   // A stale cached TAK? Re-read once; only new keys are worth a second try.

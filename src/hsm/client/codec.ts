@@ -11,6 +11,8 @@
  * the operation and the option (see UNSUPPORTED in tcp.ts); inputs the HSM would refuse anyway
  * are refused here with the HSM's own code when the layout has no room for them.
  */
+
+import { toHex } from '../../crypto/bytes.js';
 import type { CheckValue, KcvMethod } from '../../crypto/kcv.js';
 import type { MacAlgorithm } from '../../crypto/mac.js';
 import type { PinBlockFormat } from '../../crypto/pinblock.js';
@@ -649,7 +651,7 @@ function macBody(op: string, req: MacRequest, shape: MacShape): string {
       `unknown ISO 9797-1 padding method ${String(padding)}`,
     );
   }
-  const data = req.data;
+  const data = req.data instanceof Uint8Array ? toHex(req.data) : req.data;
   if (typeof data !== 'string' || !/^[0-9A-Fa-f]*$/.test(data) || data.length % 2 !== 0) {
     throw hsmInputError('POSKEY_ERR_HEX', 'data', 'must contain only hexadecimal characters');
   }
