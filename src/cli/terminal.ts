@@ -30,6 +30,7 @@ import { FileReversalStore } from '../terminal/reversal-store.js';
 import { FileStateStore } from '../terminal/state-store.js';
 import { Terminal, type TransactionResult } from '../terminal/terminal.js';
 import { describeError, EXIT_FAILURE, EXIT_USAGE, printJson, printResult } from './output.js';
+import { registerTerminalRkl } from './terminal-rkl.js';
 
 /** Bad option values or combinations. */
 export const ERR_OPTION = 'POSKEY_ERR_CLI_OPTION';
@@ -465,6 +466,8 @@ Example:
 `,
     )
     .action(run((opts: CardOptions) => financialCommand('purchase', opts)));
+
+  registerTerminalRkl(terminal);
 
   program
     .command('simulate')

@@ -4,8 +4,10 @@ import { after, before, describe, it } from 'node:test';
 import { PoskeyError } from '../../src/errors.js';
 import { Tr34Krd } from '../../src/keyload/tr34.js';
 import { derToPem } from '../../src/keyload/x509.js';
+import { runFleet } from '../../src/terminal/fleet.js';
 import { PinPad } from '../../src/terminal/pinpad.js';
 import { postJson, type RklClientError, runRkl } from '../../src/terminal/rkl-client.js';
+import { rklProvision, simulatedSerial } from '../../src/terminal/rkl-fleet.js';
 import { Terminal } from '../../src/terminal/terminal.js';
 import { sqliteFixture } from '../store/helpers.js';
 import { CARDS, MID, startWorld, swipe, type World } from './helpers.js';
@@ -289,3 +291,36 @@ async function fetchRaw(body: string): Promise<{ status: number; json: Record<st
     req.end(body);
   });
 }
+
+describe('fleet provisioning over RKL, no human step', () => {
+  it('provisions 3 TDES terminals that sign in and transact', async () => {
+    const report = await runFleet({
+      host: '127.0.0.1',
+      port: host.port,
+      terminals: 3,
+      rate: 6,
+      durationSeconds: 1,
+      tidPrefix: 'FLT',
+      provision: rklProvision({
+        url: rkl.url,
+        tlsCa: rkl.tlsCa,
+        vendorCa: rkl.ca.rsa,
+        mid: MID,
+        algorithm: 'tdes',
+        register: (tid, serial) => register(tid, 'TDES', serial),
+      }),
+      terminal: { algorithm: 'tdes', timeouts: { responseMs: 10_000, connectMs: 2000 } },
+    });
+    assert.deepEqual(
+      report.terminals,
+      { requested: 3, ready: 3, failed: 0 },
+      JSON.stringify(report.errors ?? report),
+    );
+    for (const tid of ['FLT00001', 'FLT00002', 'FLT00003']) {
+      const t = await host.store.terminals.get(tid);
+      assert.equal(t?.serial, simulatedSerial(tid));
+      assert.ok(t?.tmk, `${tid} has its TMK`);
+    }
+    assert.ok(report.transactions.completed > 0);
+  });
+});
