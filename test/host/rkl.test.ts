@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { rklServeConfig } from '../../src/cli/host.js';
 import { PoskeyError } from '../../src/errors.js';
+import { parseRklConfig } from '../../src/host/rkl/plugin.js';
 import { Tr34Krd } from '../../src/keyload/tr34.js';
 import { derToPem } from '../../src/keyload/x509.js';
 import { runFleet } from '../../src/terminal/fleet.js';
@@ -322,5 +327,100 @@ describe('fleet provisioning over RKL, no human step', () => {
       assert.ok(t?.tmk, `${tid} has its TMK`);
     }
     assert.ok(report.transactions.completed > 0);
+  });
+});
+
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d;
+    });
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('the CLI', () => {
+  it('poskey terminal rkl loads the TMK; bad input exits 2 with code and field', async () => {
+    await register('RKLCLI01', 'SM4', 'SN-CLI-1');
+    const dev = rkl.device('sm2', 'SN-CLI-1');
+    const dir = mkdtempSync(join(tmpdir(), 'poskey-rkl-cli-'));
+    try {
+      const files = {
+        cert: join(dir, 'krd.pem'),
+        key: join(dir, 'krd.key'),
+        ca: join(dir, 'ca.pem'),
+        tls: join(dir, 'tls.pem'),
+      };
+      writeFileSync(files.cert, pem(dev));
+      writeFileSync(files.key, dev.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, {
+        mode: 0o600,
+      });
+      writeFileSync(files.ca, derToPem(rkl.ca.sm2.cert.der, 'CERTIFICATE'));
+      writeFileSync(files.tls, rkl.tlsCa);
+      const args = [
+        'terminal',
+        'rkl',
+        '--url',
+        rkl.url,
+        '--cert',
+        files.cert,
+        '--key',
+        files.key,
+        '--vendor-ca',
+        files.ca,
+        '--tls-ca',
+        files.tls,
+        '--algorithm',
+        'sm4',
+      ];
+      const ok = await cli([...args, '--tid', 'RKLCLI01', '--json']);
+      assert.equal(ok.code, 0, ok.stderr);
+      const out = JSON.parse(ok.stdout) as { tid: string; kcv: string };
+      assert.equal(out.tid, 'RKLCLI01');
+      assert.ok((await host.store.terminals.get('RKLCLI01'))?.tmk);
+      const bad = await cli([...args, '--tid', 'RKLCLI01', '--slot', 'x']);
+      assert.equal(bad.code, 2);
+      assert.equal(bad.stderr.trim(), 'poskey: POSKEY_ERR_CLI_OPTION: --slot: must be a slot number');
+      const unknown = await cli([...args, '--tid', 'NOSUCH03']);
+      assert.equal(unknown.code, 1);
+      assert.match(unknown.stderr, /^poskey: POSKEY_ERR_RKL_UNKNOWN_TID: tid: /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('poskey host serve --rkl-* flags make the RKL config; off without --rkl-profile', () => {
+    assert.equal(rklServeConfig({}), undefined);
+    assert.deepEqual(
+      rklServeConfig({
+        rklProfile: ['ca.pem,kdh.pem,kdh.key'],
+        rklTlsCert: 't.pem',
+        rklTlsKey: 't.key',
+        rklPort: 0,
+      }),
+      {
+        host: '127.0.0.1',
+        port: 0,
+        tls: { cert: 't.pem', key: 't.key' },
+        profiles: [{ vendorCa: 'ca.pem', kdh: { cert: 'kdh.pem', key: 'kdh.key' } }],
+      },
+    );
+    assert.throws(
+      () => rklServeConfig({ rklProfile: ['ca.pem'], rklTlsCert: 't', rklTlsKey: 'k' }),
+      rejects('POSKEY_ERR_CLI_OPTION'),
+    );
+    assert.throws(() => rklServeConfig({ rklProfile: ['a,b,c'] }), rejects('POSKEY_ERR_CLI_OPTION'));
+    assert.throws(
+      () => parseRklConfig({ tls: { cert: 'a', key: 'b' }, profiles: [] }),
+      rejects('POSKEY_ERR_RKL_CONFIG'),
+    );
   });
 });
