@@ -37,6 +37,11 @@ interface ServeOptions {
   journal?: string;
   logLevel?: string;
   json?: boolean;
+  rklProfile?: string[];
+  rklTlsCert?: string;
+  rklTlsKey?: string;
+  rklHost?: string;
+  rklPort?: number;
 }
 
 function optionError(field: string, reason: string): PoskeyError {
@@ -104,21 +109,44 @@ export async function hostServeConfig(opts: ServeOptions): Promise<Record<string
   return merged;
 }
 
+/** `--rkl-*` flags as the RKL config, or undefined (RKL off) without `--rkl-profile`. Exported for tests. */
+export function rklServeConfig(opts: ServeOptions): Record<string, unknown> | undefined {
+  if (opts.rklProfile === undefined || opts.rklProfile.length === 0) return undefined;
+  if (opts.rklTlsCert === undefined || opts.rklTlsKey === undefined)
+    throw optionError('--rkl-tls-cert', 'RKL needs --rkl-tls-cert and --rkl-tls-key');
+  const profiles = opts.rklProfile.map((p) => {
+    const [vendorCa, cert, key, ...rest] = p.split(',');
+    if (!vendorCa || !cert || !key || rest.length > 0)
+      throw optionError('--rkl-profile', 'must be VENDOR_CA.pem,KDH_CERT.pem,KDH_KEY.pem');
+    return { vendorCa, kdh: { cert, key } };
+  });
+  return {
+    host: opts.rklHost ?? '127.0.0.1',
+    port: opts.rklPort ?? 8443,
+    tls: { cert: opts.rklTlsCert, key: opts.rklTlsKey },
+    profiles,
+  };
+}
+
 async function serve(opts: ServeOptions): Promise<void> {
   const config = await hostServeConfig(opts);
   const { startHostService } = await import('../host/service.js');
-  const service = await startHostService(config, { handleSignals: true });
+  const rkl = rklServeConfig(opts);
+  const service = await startHostService(config, { handleSignals: true, ...(rkl ? { rkl } : {}) });
   const ready = {
     host: service.config.host,
     port: service.port,
     network: `${service.config.network.host}:${service.config.network.port}`,
     database: service.store.dialect,
     journal: service.config.journal.mode,
+    ...(service.rklPort === undefined ? {} : { rklPort: service.rklPort }),
   };
   if (opts.json) printJson(ready);
   else
     process.stdout.write(
-      `terminal port: ${ready.port}\nnetwork: ${ready.network}\ndatabase: ${ready.database}\n`,
+      `terminal port: ${ready.port}\nnetwork: ${ready.network}\ndatabase: ${ready.database}\n${
+        service.rklPort === undefined ? '' : `rkl port: ${service.rklPort}\n`
+      }`,
     );
   await service.closed;
 }
@@ -165,6 +193,19 @@ function registerServe(host: Command): void {
     .option('--acquirer-id <digits>', 'field 32 (default 00010000)')
     .option('--journal <mode>', 'write-ahead (default), overlap or outcome')
     .option('--log-level <level>', 'silent, error, warn, info (default), debug or trace; logs go to stderr')
+    .option(
+      '--rkl-profile <files>',
+      'remote key loading: VENDOR_CA.pem,KDH_CERT.pem,KDH_KEY.pem (RSA or SM2; repeat for both)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option('--rkl-tls-cert <file>', 'HTTPS certificate of the RKL listener')
+    .option('--rkl-tls-key <file>', 'HTTPS key of the RKL listener')
+    .option('--rkl-host <addr>', 'RKL listen address (default 127.0.0.1)')
+    .option(
+      '--rkl-port <port>',
+      'RKL HTTPS port (default 8443; 0 = any free port)',
+      intOption('--rkl-port', 0, 65535),
+    )
     .option('--json', 'print one JSON object with the port once listening')
     .action(action(serve));
 }

@@ -33,6 +33,7 @@ import { FileStateStore } from '../terminal/state-store.js';
 import { Terminal, type TransactionResult } from '../terminal/terminal.js';
 import { describeError, EXIT_FAILURE, EXIT_USAGE, printJson, printResult } from './output.js';
 import { registerFollowUpCommands } from './terminal-follow-up.js';
+import { registerTerminalRkl } from './terminal-rkl.js';
 
 /** Bad option values or combinations. */
 export const ERR_OPTION = 'POSKEY_ERR_CLI_OPTION';
@@ -519,6 +520,7 @@ when the batch settled (the new batch is in force), 1 when the host refused.
 `,
     )
     .action(run((opts: CommonOptions) => settleCommand(opts)));
+  registerTerminalRkl(terminal);
 
   program
     .command('simulate')

@@ -32,6 +32,8 @@ import { ZoneKeyManager } from './zone-keys.js';
 export const PASSPHRASE_ENV = 'POSKEY_LMK_PASSPHRASE';
 /** The in-process HSM's audit log in the host data directory. */
 export const HSM_AUDIT_FILE = 'hsm-audit.log';
+/** The remote key loading audit log in the host data directory. */
+export const RKL_AUDIT_FILE = 'rkl-audit.log';
 
 export interface StartHostServiceOptions {
   /** An HSM client to use instead of the configured one (`poskey start` shares its HSM). */
@@ -49,6 +51,8 @@ export interface StartHostServiceOptions {
   logger?: Logger;
   clock?: () => number;
   env?: Record<string, string | undefined>;
+  /** Remote key loading over HTTPS (src/host/rkl): off unless given; checked with `parseRklConfig`. */
+  rkl?: unknown;
 }
 
 export interface HostService {
@@ -60,6 +64,8 @@ export interface HostService {
   readonly link: NetworkLinkPool;
   /** Sign-on and zone key rotation with the network. */
   readonly zoneKeys: ZoneKeyManager;
+  /** The RKL HTTPS port, when `rkl` was configured. */
+  readonly rklPort?: number;
   close(): Promise<void>;
   /** Resolves once closed (by close() or a signal). */
   readonly closed: Promise<void>;
@@ -190,17 +196,37 @@ export async function startHostService(
     closers.push({ name: 'zone key manager', close: () => zoneKeys.close() });
     const { port } = await server.listen();
     closers.push({ name: 'terminal server', close: () => server.close() });
-    return makeService({ config, server, port, store, hsm, link, zoneKeys, shutdown, options, log });
+    const rklPort =
+      options.rkl === undefined ? undefined : await startRkl(options.rkl, config, hsm, store, closers);
+    return makeService({ config, server, port, rklPort, store, hsm, link, zoneKeys, shutdown, options, log });
   } catch (e) {
     await shutdown();
     throw e;
   }
 }
 
+/** The RKL listener with its own audit log in the host data directory. */
+async function startRkl(
+  input: unknown,
+  config: HostConfig,
+  hsm: HsmClient,
+  store: Repository,
+  closers: Closer[],
+): Promise<number> {
+  const { createRklServer, parseRklConfig } = await import('./rkl/plugin.js');
+  const audit = await AuditLog.open(join(config.dataDir, RKL_AUDIT_FILE));
+  closers.push({ name: 'RKL audit log', close: () => audit.close() });
+  const rkl = await createRklServer({ config: parseRklConfig(input), hsm, store, audit });
+  const { port } = await rkl.listen();
+  closers.push({ name: 'RKL server', close: () => rkl.close() });
+  return port;
+}
+
 function makeService(parts: {
   config: HostConfig;
   server: HostServer;
   port: number;
+  rklPort?: number | undefined;
   store: Repository;
   hsm: HsmClient;
   link: NetworkLinkPool;
@@ -232,6 +258,7 @@ function makeService(parts: {
     config: parts.config,
     server: parts.server,
     port: parts.port,
+    ...(parts.rklPort === undefined ? {} : { rklPort: parts.rklPort }),
     store: parts.store,
     hsm: parts.hsm,
     link: parts.link,

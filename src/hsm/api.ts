@@ -4,9 +4,11 @@
  * key block under an LMK (`LmkKeyBlock`), or a cryptogram under a KEK/TMK/ZMK for the outside world.
  * PINs cross it only as encrypted PIN blocks.
  */
+
 import type { CheckValue, KcvMethod } from '../crypto/kcv.js';
 import type { MacAlgorithm, MacPadding } from '../crypto/mac.js';
 import type { PinBlockFormat } from '../crypto/pinblock.js';
+import type { KeyTokenSpec } from '../keyload/tr34.js';
 
 /** A TR-31 version D key block under one of the HSM's LMKs (the LMK id travels inside it). */
 export type LmkKeyBlock = string;
@@ -102,6 +104,15 @@ export interface ExportKeyRequest {
   format: ExportFormat;
 }
 
+/**
+ * A TR-34 two-pass key token built inside the HSM around one of its keys (remote key loading):
+ * everything the token needs but the clear key, which never leaves the HSM.
+ */
+export interface ExportTr34Request {
+  keyBlock: LmkKeyBlock;
+  token: Omit<KeyTokenSpec, 'clearKey'>;
+}
+
 /** Where a PIN block comes from: a TPK/ZPK, or DUKPT (BDK + KSN). */
 export type PinSource =
   | { kind: 'key'; keyBlock: LmkKeyBlock }
@@ -162,6 +173,8 @@ export interface HsmApi {
     req: ExportKeyRequest,
     actor?: string,
   ): { format: ExportFormat; cryptogram: string; kcv: CheckValue };
+  /** The KT-KDH token (DER, base64) enveloping the key for one device; needs exportability E or S. */
+  exportKeyTr34(req: ExportTr34Request, actor?: string): { token: string; kcv: CheckValue };
   describeKey(keyBlock: LmkKeyBlock): KeyInfo;
   checkValue(keyBlock: LmkKeyBlock, method?: KcvMethod, length?: number): CheckValue;
   /** Returns the PIN block (hex) under the destination key. */

@@ -44,12 +44,14 @@ import {
   wrapKeyBlock,
 } from '../crypto/tr31.js';
 import { PoskeyError } from '../errors.js';
+import { buildKeyToken } from '../keyload/tr34.js';
 import type {
   DataRequest,
   Diagnostics,
   Exportability,
   ExportFormat,
   ExportKeyRequest,
+  ExportTr34Request,
   GeneratedKey,
   GenerateKeyRequest,
   HsmApi,
@@ -126,6 +128,7 @@ export const HSM_OPERATIONS = [
   'generateSignInKeys',
   'importKey',
   'exportKey',
+  'exportKeyTr34',
   'describeKey',
   'checkValue',
   'translatePin',
@@ -377,6 +380,27 @@ export class Hsm implements HsmApi, PinVerificationApi {
         value: { format: req.format, cryptogram, kcv },
         records: [{ kcv: kcv.value, lmkId: key.lmkId, detail }],
       };
+    });
+  }
+
+  /**
+   * Builds the TR-34 key token for one device around a key of this HSM: the clear key exists only
+   * here, for the time the envelope takes (RSA-OAEP or SM2 to the device's certificate).
+   */
+  exportKeyTr34(req: ExportTr34Request, actor?: string): { token: string; kcv: CheckValue } {
+    return this.#audited('exportKeyTr34', 'key.export', actor, () => {
+      assertRequest(req);
+      const key = this.#key(req.keyBlock, undefined, 'keyBlock');
+      assertExportable(key.header, 'tr31');
+      const bytes = key.handle.exportKeyBytes();
+      try {
+        const token = buildKeyToken({ ...req.token, clearKey: bytes }).toString('base64');
+        const kcv = this.#kcv(key);
+        const detail = `${keyTypeOfHeader(key.header)} TR-34 token for ${req.token.algorithm ?? 'rsa'} device`;
+        return { value: { token, kcv }, records: [{ kcv: kcv.value, lmkId: key.lmkId, detail }] };
+      } finally {
+        zeroize(bytes);
+      }
     });
   }
 

@@ -26,7 +26,9 @@ export type TmkDelivery =
   /** Legacy ECB cryptogram under the factory transport key, with the TMK's check value. */
   | { kind: 'transport'; cryptogram: string; kcv: string; algorithm?: MasterKeyAlgorithm }
   /** Clear TMK: laboratory use only (the CLI's `--tmk-components`). */
-  | { kind: 'clear'; key: string | Uint8Array; kcv?: string; algorithm: MasterKeyAlgorithm };
+  | { kind: 'clear'; key: string | Uint8Array; kcv?: string; algorithm: MasterKeyAlgorithm }
+  /** The device fetches its TMK itself (remote key loading, src/terminal/rkl-fleet.ts) into `slot`. */
+  | { kind: 'device'; load: (pad: PinPad, slot: number) => Promise<unknown> };
 
 export interface ProvisionedTerminal {
   tid: string;
@@ -274,8 +276,10 @@ async function provisionOne(o: FleetOptions, s: Settings, index: number): Promis
       d.key,
       d.kcv === undefined ? { algorithm: d.algorithm } : { algorithm: d.algorithm, kcv: d.kcv },
     );
+  } else if (d?.kind === 'device') {
+    await d.load(pad, tmkSlot);
   } else {
-    throw configError('provision', "must return tmk { kind: 'transport' | 'clear' }");
+    throw configError('provision', "must return tmk { kind: 'transport' | 'clear' | 'device' }");
   }
   return terminal;
 }

@@ -21,6 +21,7 @@ const OPERATIONS: Readonly<Record<keyof HsmApi, true>> = Object.freeze({
   generateSignInKeys: true,
   importKey: true,
   exportKey: true,
+  exportKeyTr34: true,
   describeKey: true,
   checkValue: true,
   translatePin: true,
@@ -39,6 +40,7 @@ const ACTOR_POSITION: Readonly<Partial<Record<keyof HsmApi, number>>> = Object.f
   generateSignInKeys: 1,
   importKey: 1,
   exportKey: 1,
+  exportKeyTr34: 1,
   migrateKey: 2,
 });
 

@@ -10,7 +10,7 @@
  *   generateMac → M6    verifyMac → M8 (error 01 resolves false)
  *   encryptData → M0    decryptData → M2
  *   generateSignInKeys → Y0 (poskey vendor command)    diagnostics → NC
- *   migrateKey, randomBytes → POSKEY_ERR_HSM_UNSUPPORTED (no host command)
+ *   migrateKey, randomBytes, exportKeyTr34 → POSKEY_ERR_HSM_UNSUPPORTED (no host command)
  *
  * Results have the in-process shapes. Errors the HSM answers are HsmRemoteError
  * (POSKEY_ERR_HSM_<code>, `payShield` = the code). The `actor` argument of key-management calls is
@@ -85,6 +85,7 @@ export type TcpClientOptions = TransportOptions;
 export const UNSUPPORTED_OPERATIONS: Readonly<Record<string, string>> = Object.freeze({
   migrateKey: 'LMK migration is a console/BW job, not a command this HSM serves',
   randomBytes: 'no random-number host command is served',
+  exportKeyTr34: 'TR-34 tokens are built by an HSM in the host process (no host command carries one)',
 });
 
 export interface RawResponse {
@@ -394,6 +395,9 @@ export function createTcpClient(options: TcpClientOptions): TcpHsmClient {
     },
     randomBytes: async () => {
       throw unsupported('randomBytes', 'random bytes');
+    },
+    exportKeyTr34: async () => {
+      throw unsupported('exportKeyTr34', 'a TR-34 key token');
     },
     diagnostics,
     close: () => t.close(),
