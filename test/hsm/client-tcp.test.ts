@@ -241,6 +241,8 @@ describe('TCP client: deadlines and health', () => {
       timeoutMs: 60,
       unhealthyAfterTimeouts: 3,
     });
+    // Connected first: on a loaded machine the connect alone can outlast the 60 ms deadline.
+    await c.ready();
     const started = Date.now();
     const e = await rejection(c.translatePin(pinRequest(1)));
     assert.equal(e.code, 'POSKEY_ERR_HSM_TIMEOUT');
