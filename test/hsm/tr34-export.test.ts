@@ -51,8 +51,7 @@ describe('Hsm.exportKeyTr34', () => {
     const { keyBlock } = hsm.generateKey({ keyType: 'TMK', algorithm: 'tdes2', exportability: 'N' });
     assert.throws(
       () => tokenFor(keyBlock),
-      (e: unknown) =>
-        e instanceof PoskeyError && /EXPORT|USAGE/.test(e.code),
+      (e: unknown) => e instanceof PoskeyError && /EXPORT|USAGE/.test(e.code),
     );
   });
 
