@@ -17,8 +17,8 @@
  * Each check returns its problems as lines naming the TID, STAN and RRN, so a failure says which
  * transaction went wrong and how.
  */
+import Database from 'better-sqlite3';
 import { maskPan } from '../../src/iso8583/describe.js';
-import type { AuthorisationRecord } from '../../src/network/ledger.js';
 import type { JournalRecord, JournalStatus, Repository } from '../../src/store/types.js';
 import type { SentRequest } from './crash-load.js';
 import type { CrashCard } from './crash-world.js';
@@ -26,17 +26,51 @@ import type { CrashCard } from './crash-world.js';
 /** Financial request MTI of purchases and voids, terminal side and network side. */
 const FINANCIAL_MTI = '0200';
 const REVERSAL_MTI = '0400';
-/** Ledger rows that reverse an original (acquirer reversal advice and its repeat, or a plain 0400). */
-const LEDGER_REVERSAL_MTIS = new Set(['0400', '0401', '0420', '0421']);
+/** The ledger's follow-up kind of a reversal (0420, linked to its original by RRN). */
+const REVERSAL_KIND = 'reversal';
 const PURCHASE_CODE = '000000';
 const VOID_CODE = '200000';
 /** Journal statuses that leave a request unsettled: recovery and store-and-forward must end them. */
 export const UNSETTLED_STATUSES: ReadonlySet<JournalStatus> = new Set(['received', 'forwarded', 'in_doubt']);
 
+/** A ledger authorisation with its follow-up link (void, reversal…: `kind` and the original's RRN). */
+export interface LedgerRow {
+  stan: string;
+  rrn: string;
+  mti: string;
+  processingCode: string;
+  amount: number;
+  tid: string;
+  panMasked: string;
+  responseCode: string;
+  status: string;
+  kind: string | null;
+  originalRrn: string | null;
+}
+
+/** Every ledger row, read through a read-only connection of its own (the simulator keeps writing). */
+export function readLedger(path: string): LedgerRow[] {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return db
+      .prepare(
+        `SELECT a.stan, a.rrn, a.mti, a.processing_code AS processingCode, a.amount, a.tid,
+                a.pan_masked AS panMasked, a.response_code AS responseCode, a.status,
+                f.kind, f.original_rrn AS originalRrn
+           FROM authorisations a LEFT JOIN follow_ups f
+             ON f.acquirer_id = a.acquirer_id AND f.stan = a.stan AND f.rrn = a.rrn
+          ORDER BY a.rowid`,
+      )
+      .all() as LedgerRow[];
+  } finally {
+    db.close();
+  }
+}
+
 export interface CrashEvidence {
   sent: readonly SentRequest[];
   journal: readonly JournalRecord[];
-  ledger: readonly AuthorisationRecord[];
+  ledger: readonly LedgerRow[];
   cards: readonly CrashCard[];
   balanceOf(pan: string): number;
 }
@@ -60,7 +94,9 @@ export async function readJournal(store: Repository): Promise<JournalRecord[]> {
 
 class Index {
   readonly journal = new Map<string, JournalRecord>();
-  readonly ledgerByRrn = new Map<string, AuthorisationRecord[]>();
+  readonly ledgerByRrn = new Map<string, LedgerRow[]>();
+  /** Ledger reversals by the RRN of the original they name. */
+  readonly ledgerReversalsOf = new Map<string, LedgerRow[]>();
   /** Requests whose approval the terminal received, by RRN. */
   readonly terminalApproved = new Map<string, SentRequest>();
   /** Approved voids by the RRN of the purchase they voided. */
@@ -72,6 +108,8 @@ class Index {
       const list = this.ledgerByRrn.get(a.rrn) ?? [];
       list.push(a);
       this.ledgerByRrn.set(a.rrn, list);
+      if (a.kind === REVERSAL_KIND && a.originalRrn !== null)
+        this.ledgerReversalsOf.set(a.originalRrn, [...(this.ledgerReversalsOf.get(a.originalRrn) ?? []), a]);
     }
     for (const s of e.sent) {
       if (s.outcome !== 'approved' || s.rrn === undefined) continue;
@@ -85,12 +123,13 @@ class Index {
   }
 
   /** The ledger's request row for an RRN (not its reversals). */
-  ledgerRequest(rrn: string, tid: string): AuthorisationRecord[] {
+  ledgerRequest(rrn: string, tid: string): LedgerRow[] {
     return (this.ledgerByRrn.get(rrn) ?? []).filter((a) => a.mti === FINANCIAL_MTI && a.tid === tid);
   }
 
-  ledgerReversals(rrn: string, tid: string): AuthorisationRecord[] {
-    return (this.ledgerByRrn.get(rrn) ?? []).filter((a) => LEDGER_REVERSAL_MTIS.has(a.mti) && a.tid === tid);
+  /** Reversals of the original with this RRN that the ledger approved. */
+  ledgerReversals(rrn: string): LedgerRow[] {
+    return (this.ledgerReversalsOf.get(rrn) ?? []).filter((a) => a.responseCode === '00');
   }
 }
 
@@ -146,6 +185,15 @@ export function approvedOnce(e: CrashEvidence): string[] {
       problems.push(
         `RRN ${rrn}: ${rows.length} approved journal rows (${rows.map((r) => `${r.tid}/${r.stan}`).join(', ')})`,
       );
+  const voidsOf = new Map<string, LedgerRow[]>();
+  for (const a of e.ledger)
+    if (a.kind === 'void' && a.originalRrn !== null && a.responseCode === '00' && a.status !== 'reversed')
+      voidsOf.set(a.originalRrn, [...(voidsOf.get(a.originalRrn) ?? []), a]);
+  for (const [rrn, voids] of voidsOf)
+    if (voids.length > 1)
+      problems.push(
+        `RRN ${rrn}: voided ${voids.length} times in the ledger (void RRNs ${voids.map((v) => v.rrn).join(', ')})`,
+      );
   for (const [rrn, rows] of ix.ledgerByRrn) {
     const approved = rows.filter((a) => a.mti === FINANCIAL_MTI && a.responseCode === '00');
     if (approved.length > 1)
@@ -186,7 +234,7 @@ export function reversalsApplied(e: CrashEvidence): string[] {
     if (j.rrn === null) continue;
     const approved = ix.ledgerRequest(j.rrn, s.tid).filter((a) => a.responseCode === '00');
     if (approved.length === 0) continue;
-    const reversals = ix.ledgerReversals(j.rrn, s.tid).filter((a) => a.responseCode === '00');
+    const reversals = ix.ledgerReversals(j.rrn);
     if (approved.some((a) => a.status !== 'reversed') || reversals.length !== 1)
       problems.push(
         `${who(s)} RRN ${j.rrn}: terminal outcome ${s.outcome} ${s.responseCode ?? ''}; ledger approved it ` +

@@ -34,6 +34,11 @@ export interface LoadOptions {
   cards: readonly CrashCard[];
   /** Share of transactions that void an earlier approved purchase of the same terminal. */
   voidRate: number;
+  /**
+   * Only purchases on cards with at least this initial balance are voided: reversing a void takes
+   * its credit back, which a card spent to the bone may refuse (51), a real but different story.
+   */
+  voidMinBalance: number;
   amount: { min: number; max: number };
   random?: () => number;
 }
@@ -125,7 +130,8 @@ export class LoadDriver {
     if (result.responseCode !== undefined) sent.responseCode = result.responseCode;
     if (result.rrn !== undefined) sent.rrn = result.rrn;
     this.sent.push(sent);
-    if (!original && result.approved && result.rrn !== undefined) voidable.push(sent);
+    if (!original && result.approved && result.rrn !== undefined && card.initial >= this.#o.voidMinBalance)
+      voidable.push(sent);
   }
 }
 

@@ -24,6 +24,7 @@ import {
   balancesMatch,
   type CrashEvidence,
   readJournal,
+  readLedger,
   report,
   reversalsApplied,
   UNSETTLED_STATUSES,
@@ -67,7 +68,8 @@ async function backlog(w: CrashWorld): Promise<string[]> {
   const store = await w.openHostStore();
   try {
     const rows = await store.journal.list({ status: [...UNSETTLED_STATUSES], limit: 1000 });
-    const open = rows.filter((r) => r.mti === '0200' || r.mti === '0400');
+    // Terminal 0400 rows stay `received`: what they owe the network is in the queue.
+    const open = rows.filter((r) => r.mti === '0200');
     const out = open.map((r) => `journal ${r.tid}/${r.stan} ${r.mti} ${r.txnType} ${r.status}`);
     const saf = await w.queryHost('saf_queue', 'SELECT * FROM saf_queue');
     for (const entry of saf ?? []) if (!safDone(entry)) out.push(`saf_queue ${JSON.stringify(entry)}`);
@@ -79,8 +81,7 @@ async function backlog(w: CrashWorld): Promise<string[]> {
 
 /** A store-and-forward entry that needs nothing more (acknowledged by the network). */
 function safDone(entry: Record<string, unknown>): boolean {
-  const state = entry.state ?? entry.status;
-  return state === 'done' || state === 'acknowledged' || state === 'acked';
+  return entry.state === 'done';
 }
 
 /** Waits until nothing is left to settle; returns what is still left after `ms`. */
@@ -111,6 +112,7 @@ async function crashRun(backend: Backend): Promise<void> {
     const load = new LoadDriver(terminals, {
       cards: w.cards,
       voidRate: 0.08,
+      voidMinBalance: 1_000_000,
       amount: { min: 100, max: 20_000 },
       random,
     });
@@ -151,7 +153,7 @@ async function crashRun(backend: Backend): Promise<void> {
     const evidence: CrashEvidence = {
       sent: load.sent,
       journal,
-      ledger: w.network.ledger.listAuthorisations(),
+      ledger: readLedger(w.network.ledger.path),
       cards: w.cards,
       balanceOf: (pan) => w.network.ledger.balanceOf(pan),
     };
