@@ -6,6 +6,7 @@ import type { Kysely } from 'kysely';
 import { StoreError, storeError } from './errors.js';
 import { createJournal, type JournalBackend } from './journal.js';
 import type { PanHasher } from './pan.js';
+import { safStore } from './saf.js';
 import {
   type ErrorMapper,
   journalReader,
@@ -59,6 +60,7 @@ export function makeRepository(p: RepositoryParts): Repository {
     merchants: merchantStore(deps),
     terminals: terminalStore(deps),
     journal,
+    saf: safStore({ ...deps, nodeId: p.nodeId, newId: p.newId }),
     transaction: async <T>(fn: (tx: RegistryTx) => Promise<T>): Promise<T> => {
       assertOpen();
       // Errors from `fn` pass through untouched (a caller may throw to roll back); only the
