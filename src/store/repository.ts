@@ -6,7 +6,6 @@ import type { Kysely } from 'kysely';
 import { StoreError, storeError } from './errors.js';
 import { createJournal, type JournalBackend } from './journal.js';
 import type { PanHasher } from './pan.js';
-import { safStore } from './saf.js';
 import {
   type ErrorMapper,
   journalReader,
@@ -15,6 +14,7 @@ import {
   registryTx,
   terminalStore,
 } from './registry.js';
+import { safStore } from './saf.js';
 import type { Dialect, RegistryTx, Repository, Schema } from './types.js';
 
 /** What every dialect's opener takes besides its connection settings. */
