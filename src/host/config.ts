@@ -114,6 +114,19 @@ const hsmSchema = z.discriminatedUnion('mode', [
   }),
 ]);
 
+/** Store-and-forward towards the network (src/host/saf.ts): reversals and advices owed to it. */
+const safSchema = z.strictObject({
+  /** Run the sender (and crash recovery on start); a second server on one store turns it off. */
+  enabled: z.boolean().default(true),
+  /** Back-off after a failed attempt: first delay, doubled per attempt up to the maximum. */
+  retryMin: duration(1).default(500),
+  retryMax: duration(1).default(30_000),
+  /** How often the queue is looked at when nothing new was queued. */
+  poll: duration(10).default(1000),
+  /** Entries sent together per round. */
+  batch: z.number().int().min(1).max(1000).default(64),
+});
+
 const journalSchema = z.strictObject({
   /**
    * `write-ahead` (default): the request row is durable before the request is forwarded, so the
@@ -183,6 +196,7 @@ export const hostConfigSchema = z.strictObject({
   rrnNode: z.number().int().min(0).max(9).default(0),
   journal: journalSchema.prefault({}),
   network: networkSchema.prefault({}),
+  saf: safSchema.prefault({}),
   zone: zoneSchema.prefault({}),
   hsm: hsmSchema.prefault({ mode: 'in-process' }),
   /** pino level; logs go to stderr. */

@@ -18,6 +18,7 @@ import type { JournalRecord, JournalStatus, Repository, Terminal } from '../stor
 import type { HostConfig } from './config.js';
 import type { HostMetrics } from './metrics.js';
 import type { NetworkTransport } from './network-link.js';
+import type { SafQueue } from './saf.js';
 import type { DuplicateGuard } from './steps/duplicate.js';
 import type { TerminalDirectory, TerminalProfile } from './terminals.js';
 
@@ -110,6 +111,8 @@ export interface HostRuntime {
   /** TID|batch|STAN of financial requests in flight or recently done here (first line of duplicate defence). */
   readonly guard: DuplicateGuard;
   readonly ids: IdSource;
+  /** Store-and-forward towards the network (src/host/saf.ts). */
+  readonly saf: SafQueue;
 }
 
 const NO_MESSAGE: IsoMessage = Object.freeze({ 0: '' }) as IsoMessage;
@@ -161,9 +164,17 @@ export class TxnContext {
   status: JournalStatus | undefined = undefined;
   /** What the network said or did: 'approved', 'declined', 'timeout', 'not_sent', 'bad_mac'… */
   networkOutcome: string | undefined = undefined;
+  /** What to queue towards the network before the outcome is journalled (src/host/saf.ts). */
+  saf: 'reversal' | 'advice' | undefined = undefined;
+  /** Field 39 of a queued reversal. */
+  safReason = '';
+  /** The id the outcome row gets when it is appended (known early so a queue entry can name it). */
+  rowId: string | undefined = undefined;
 
   // --- network ---------------------------------------------------------------------------------
   networkStan = '';
+  /** The request as sent to the network (for an advice that has to be queued). */
+  networkMessage: IsoMessage | undefined = undefined;
   rrn = '';
   authCode: string | undefined = undefined;
   /** Field 54 of a balance inquiry. */

@@ -93,6 +93,11 @@ export const COUNTERS = [
   'network.lateReplies',
   'network.badMac',
   'journal.failures',
+  'saf.queued',
+  'saf.sent',
+  'saf.retries',
+  'saf.acknowledged',
+  'saf.failures',
   'signIns',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];

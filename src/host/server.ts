@@ -42,6 +42,7 @@ import { RrnSource } from './ids.js';
 import { HostMetrics, type MetricsSnapshot } from './metrics.js';
 import type { NetworkTransport } from './network-link.js';
 import { Router, type RouteTable } from './router.js';
+import { StoreAndForward } from './saf.js';
 import { DuplicateGuard } from './steps/duplicate.js';
 import { responseMti } from './steps/journal.js';
 import { TerminalDirectory } from './terminals.js';
@@ -60,6 +61,11 @@ export interface HostServerOptions {
   logger?: Logger;
   /** Transactions by catalogue name (default DEFAULT_ROUTES). */
   routes?: RouteTable;
+  /**
+   * Run the store-and-forward sender and crash recovery from `listen()` to `close()` (default
+   * `config.saf.enabled`). A second server on the same store and node id must not.
+   */
+  saf?: boolean;
 }
 
 export interface HostServer {
@@ -71,6 +77,8 @@ export interface HostServer {
   close(): Promise<void>;
   metrics(): MetricsSnapshot;
   readonly runtime: HostRuntime;
+  /** The store-and-forward queue and its sender (src/host/saf.ts). */
+  readonly saf: StoreAndForward;
 }
 
 const MIN_BODY = 2 + 8; // MTI + primary bitmap
@@ -185,6 +193,8 @@ class TerminalConnection implements ReplySink {
 class HostServerImpl implements HostServer {
   readonly runtime: HostRuntime;
   readonly hostMetrics: HostMetrics;
+  readonly saf: StoreAndForward;
+  readonly #runSaf: boolean;
   readonly #config: HostConfig;
   readonly #sm4Destinations: ReadonlySet<number>;
   readonly #router: Router;
@@ -207,6 +217,8 @@ class HostServerImpl implements HostServer {
     );
     const log =
       options.logger ?? pino({ level: config.logLevel, base: { component: 'host' } }, process.stderr);
+    this.saf = new StoreAndForward(() => this.runtime);
+    this.#runSaf = options.saf ?? config.saf.enabled;
     this.runtime = {
       config,
       hsm: options.hsm,
@@ -223,6 +235,7 @@ class HostServerImpl implements HostServer {
       metrics: this.hostMetrics,
       guard: new DuplicateGuard(),
       ids: new RrnSource(config.rrnNode),
+      saf: this.saf,
     };
     this.#router = new Router(options.routes);
     this.#net = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#accept(socket));
@@ -242,6 +255,12 @@ class HostServerImpl implements HostServer {
     }
     this.#listening = true;
     const { host, port } = this.#config;
+    // Recovery runs before the first terminal can connect: what it finds is not in flight here.
+    const recovered = this.#runSaf ? this.saf.start() : Promise.resolve();
+    return recovered.then(() => this.#bind(host, port));
+  }
+
+  #bind(host: string, port: number): Promise<{ host: string; port: number }> {
     return new Promise((resolve, reject) => {
       const onError = (e: unknown) => {
         const code = (e as NodeJS.ErrnoException).code ?? 'error';
@@ -289,6 +308,7 @@ class HostServerImpl implements HostServer {
       for (const c of this.#connections) c.socket.destroy();
     }
     await stopped;
+    await this.saf.close();
     log.info('host closed');
   }
 

@@ -21,6 +21,9 @@
  * Follow-ups (void, refund, pre-auth void, completion and its advice, completion void; named by the
  * network catalogue) name their original by RRN in field 90 and are decided in
  * `Ledger.followUp` by the rules of follow-up.ts (25, 12, 13; field 90 missing → 30).
+ * 0420 reversal: names its original by RRN in field 90 and undoes it once in `Ledger.reverse`
+ * (0430 39 = 00 even for an unknown original, so the acquirer stops resending; 30 without 90).
+ * A 0220 advice without card data (stored and forwarded by the acquirer) is the original's card.
  * 0800 echo (70 = 301), sign-on 001 and sign-off 002 → 0810 39 = 00 (a MAC, when the request
  * has one, must verify); a MACed sign-on and a key exchange (101/161, MAC required) also deliver a
  * new ZPK/ZAK pair under the ZMK in field 48 (src/protocol/network-keys.ts, zone-ring.ts); other 70
@@ -89,6 +92,8 @@ export type IssuerResult =
 
 /** The fields a 0210 echoes from its 0200 (docs/network-link.md). */
 const ECHO_0210 = [3, 4, 7, 11, 12, 13, 25, 32, 37, 41, 42, 49] as const;
+/** The fields a 0430 echoes from its 0420. */
+const ECHO_0430 = [3, 4, 7, 11, 12, 13, 25, 32, 37, 41, 42, 49, 90] as const;
 /** The fields an 0810 echoes. */
 const ECHO_0810 = [7, 11, 32, 33, 70] as const;
 const ZERO_MAC = '0000000000000000';
@@ -226,6 +231,7 @@ export class Issuer {
     if (Number(mti[2]) % 2 === 1) return { kind: 'ignored', event: { ...event, reason: 'not a request' } };
     const responseMti = `${mti.slice(0, 2)}${Number(mti[2]) + 1}${mti[3]}`;
     try {
+      if (mti === '0420' || mti === '0400') return this.#reversal(msg, responseMti, event);
       const followUp = mti === '0800' ? undefined : followUpKind(classify(NETWORK_DIALECT, msg).name);
       if (followUp !== undefined)
         return this.#followUp(msg, followUp, responseMti, event, options.responseCode);
@@ -340,7 +346,12 @@ export class Issuer {
     const read = this.#authenticated(msg, response, event, () => {
       if (original === undefined) throw new Refusal(RC.FORMAT_ERROR, 'field 90 missing or malformed');
       // Read as the purchase it resembles; its own processing code is put back below.
-      return readRequest({ ...msg, 0: '0200', 3: `00${(text(msg, 3) ?? '').slice(2)}` });
+      return readRequest({
+        ...msg,
+        ...this.#adviceCard(msg, original.rrn),
+        0: '0200',
+        3: `00${(text(msg, 3) ?? '').slice(2)}`,
+      });
     });
     if ('answer' in read) return read.answer;
     const { req, keys } = read;
@@ -355,6 +366,48 @@ export class Issuer {
     event.replayed = outcome.replayed;
     if (outcome.authCode !== undefined) response[38] = outcome.authCode;
     return this.#reply(msg, response, outcome.responseCode, event, kind, keys);
+  }
+
+  /**
+   * An advice (0220) the acquirer stored and forwarded carries no card data (the acquirer keeps no
+   * PAN on disk): it is the card of the original it names.
+   */
+  #adviceCard(msg: IsoMessage, originalRrn: string): { 2?: string } {
+    if (msg[0] !== '0220' || text(msg, 2) !== undefined || text(msg, 35) !== undefined) return {};
+    const pan = this.#ledger.originalCardPan(text(msg, 32) ?? '', originalRrn);
+    return pan === undefined ? {} : { 2: pan };
+  }
+
+  /**
+   * A reversal (0420; 0400 is read the same way): MAC first, then 3, 11, 32, 37 and field 90
+   * (the original's RRN) are required (30 otherwise); `Ledger.reverse` undoes the original once.
+   * The card is the original's: the reversal carries no card data.
+   */
+  #reversal(msg: IsoMessage, responseMti: string, event: IssuerEvent): IssuerResult {
+    const response = this.#base(msg, responseMti, ECHO_0430);
+    const keys = this.#verifiedKeys(msg);
+    if (keys === undefined) return this.#reply(msg, response, RC.MAC_FAILED, event, 'bad MAC');
+    const missing = [3, 11, 32, 37, 49].find((f) => text(msg, f) === undefined);
+    if (missing !== undefined)
+      return this.#reply(msg, response, RC.FORMAT_ERROR, event, `field ${missing} missing`, keys);
+    const original = decodeOriginalData(text(msg, 90));
+    if (original === undefined)
+      return this.#reply(msg, response, RC.FORMAT_ERROR, event, 'field 90 missing or malformed', keys);
+    const amount = Number(text(msg, 4) ?? '0');
+    const outcome = this.#ledger.reverse({
+      acquirerId: text(msg, 32) as string,
+      stan: text(msg, 11) as string,
+      rrn: text(msg, 37) as string,
+      mti: msg[0],
+      processingCode: text(msg, 3) as string,
+      amount: Number.isSafeInteger(amount) ? amount : 0,
+      currency: text(msg, 49) as string,
+      tid: text(msg, 41) ?? '',
+      mid: text(msg, 42) ?? '',
+      originalRrn: original.rrn,
+    });
+    event.replayed = outcome.replayed;
+    return this.#reply(msg, response, outcome.responseCode, event, `reversal: ${outcome.effect}`, keys);
   }
 
   #verifyPin(card: Card, pinBlock: string, zpk: LmkKeyBlock): 'ok' | 'wrong' | 'unreadable' {

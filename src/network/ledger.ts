@@ -17,9 +17,11 @@
  *   is the balance less every held amount); `followUp` applies voids, refunds, pre-auth voids and
  *   completions against an original found by RRN, linked in `follow_ups`.
  *
- * Designed for the next issue: reversals (0400/0420) will be rows of their own keyed the same way,
- * pointing at the original by key and crediting it back once (idempotent by the same primary-key
- * rule); the `status` column of an authorisation is where "reversed" will go.
+ * - Reversals (0420, `reverse`): rows of their own keyed the same way, linked to the original by
+ *   RRN in `follow_ups` (kind `reversal`). The original's effect is undone once and it becomes
+ *   `reversed`: a retransmission replays its row, a second reversal of the same original (another
+ *   key) finds it `reversed` and changes nothing; a reversal of an unknown or declined original is
+ *   acknowledged and recorded without effect.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -166,8 +168,35 @@ export interface LedgerOptions {
   busyTimeoutMs?: number;
 }
 
+/** A reversal (0420) as the ledger keys and checks it; the original is named by RRN. */
+export interface ReversalFacts extends AuthorisationKey {
+  mti: string;
+  processingCode: string;
+  amount: number;
+  currency: string;
+  tid: string;
+  mid: string;
+  originalRrn: string;
+}
+
+/** What a reversal did to its original. */
+export type ReversalEffect =
+  | 'credited'
+  | 'debited'
+  | 'released'
+  | 'already-reversed'
+  | 'no-effect'
+  | 'unknown-original'
+  | 'declined-original'
+  | 'insufficient-funds';
+
+export interface ReversalOutcome extends AuthorisationOutcome {
+  effect: ReversalEffect | 'replayed' | 'duplicate';
+}
+
 /** Response code of a request that reuses an authorisation key for different content. */
 export const DUPLICATE_CODE = '94';
+const RC_INSUFFICIENT_FUNDS = '51';
 
 const SCHEMA = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -729,7 +758,8 @@ export class Ledger {
     const refunded = this.#stmt(
       `SELECT COALESCE(SUM(a.amount), 0) AS total FROM follow_ups f JOIN authorisations a
          ON a.acquirer_id = f.acquirer_id AND a.stan = f.stan AND a.rrn = f.rrn
-       WHERE f.acquirer_id = ? AND f.original_rrn = ? AND f.kind = 'refund' AND a.response_code = '00'`,
+       WHERE f.acquirer_id = ? AND f.original_rrn = ? AND f.kind = 'refund' AND a.response_code = '00'
+         AND a.status <> 'reversed'`,
     ).get(acquirerId, rrn) as { total: number };
     const base = row.processing_code.startsWith('03') ? 'preauth' : 'purchase';
     return {
@@ -745,6 +775,139 @@ export class Ledger {
         refunded: refunded.total,
       },
     };
+  }
+
+  /**
+   * Reverses the original named by RRN, once, in one IMMEDIATE transaction (see the module
+   * comment): a retransmission of this key replays; a reused key with other content gets 94. The
+   * answer is 00 whatever the effect (the acquirer must stop resending), except 51 when undoing a
+   * credit would take the card below zero (nothing is changed then).
+   */
+  reverse(f: ReversalFacts): ReversalOutcome {
+    this.#assertOpen();
+    const run = this.#db.transaction((): ReversalOutcome => {
+      const existing = this.#stmt(
+        'SELECT * FROM authorisations WHERE acquirer_id = ? AND stan = ? AND rrn = ?',
+      ).get(f.acquirerId, f.stan, f.rrn) as AuthRow | undefined;
+      if (existing !== undefined) {
+        const link = this.#stmt(
+          'SELECT original_rrn FROM follow_ups WHERE acquirer_id = ? AND stan = ? AND rrn = ?',
+        ).get(f.acquirerId, f.stan, f.rrn) as { original_rrn: string | null } | undefined;
+        const same =
+          existing.mti === f.mti &&
+          existing.processing_code === f.processingCode &&
+          existing.amount === f.amount &&
+          existing.tid === f.tid &&
+          existing.mid === f.mid &&
+          link?.original_rrn === f.originalRrn;
+        return same
+          ? { ...replay(existing), effect: 'replayed' }
+          : { responseCode: DUPLICATE_CODE, replayed: false, effect: 'duplicate' };
+      }
+      const original = this.#stmt(
+        'SELECT * FROM authorisations WHERE acquirer_id = ? AND rrn = ? ORDER BY rowid DESC LIMIT 1',
+      ).get(f.acquirerId, f.originalRrn) as AuthRow | undefined;
+      const effect = original === undefined ? 'unknown-original' : this.#undo(original);
+      const code = effect === 'insufficient-funds' ? RC_INSUFFICIENT_FUNDS : '00';
+      this.#stmt(
+        `INSERT INTO authorisations (acquirer_id, stan, rrn, mti, processing_code, card_id, pan_masked, amount,
+             currency, tid, mid, response_code, auth_code, balance_after, status, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, 'applied', ?)`,
+      ).run(
+        f.acquirerId,
+        f.stan,
+        f.rrn,
+        f.mti,
+        f.processingCode,
+        original?.card_id ?? null,
+        original?.pan_masked ?? '',
+        f.amount,
+        f.currency,
+        f.tid,
+        f.mid,
+        code,
+        this.#clock().toISOString(),
+      );
+      this.#stmt(
+        "INSERT INTO follow_ups (acquirer_id, stan, rrn, kind, original_rrn) VALUES (?, ?, ?, 'reversal', ?)",
+      ).run(f.acquirerId, f.stan, f.rrn, f.originalRrn);
+      return { responseCode: code, replayed: false, effect };
+    });
+    try {
+      return run.immediate();
+    } catch (e) {
+      throw ioError(e);
+    }
+  }
+
+  /** Undoes an original's effect and marks it `reversed` (inside `reverse`'s transaction). */
+  #undo(o: AuthRow): ReversalEffect {
+    if (o.response_code !== '00') return 'declined-original';
+    if (o.status === 'reversed') return 'already-reversed';
+    const kind = this.#kindOf(o);
+    const now = this.#clock().toISOString();
+    const mark = () =>
+      this.#stmt(
+        "UPDATE authorisations SET status = 'reversed' WHERE acquirer_id = ? AND stan = ? AND rrn = ?",
+      ).run(o.acquirer_id, o.stan, o.rrn);
+    if (kind === 'preauth') {
+      if (o.status !== 'held') return 'no-effect';
+      mark();
+      return 'released';
+    }
+    if (o.status !== 'applied' || o.card_id === null) return 'no-effect';
+    if (kind === 'void' || kind === 'completion-void' || kind === 'refund') {
+      // The credit it gave is taken back; a void's original counts again.
+      const done = this.#stmt(
+        'UPDATE cards SET balance = balance - ?, updated_at = ? WHERE id = ? AND balance >= ?',
+      ).run(o.amount, now, o.card_id, o.amount);
+      if (done.changes !== 1) return 'insufficient-funds';
+      if (kind !== 'refund') this.#restoreVoided(o);
+      mark();
+      return 'debited';
+    }
+    // A purchase or completion: its debit comes back, less what refunds already credited.
+    const refunded = this.#original(o.acquirer_id, o.rrn)?.view.refunded ?? 0;
+    this.#stmt('UPDATE cards SET balance = balance + ?, updated_at = ? WHERE id = ?').run(
+      o.amount - refunded,
+      now,
+      o.card_id,
+    );
+    mark();
+    return 'credited';
+  }
+
+  /** A row's kind: its follow-up kind, else pre-auth or purchase by processing code. */
+  #kindOf(o: AuthRow): string {
+    const link = this.#stmt('SELECT kind FROM follow_ups WHERE acquirer_id = ? AND stan = ? AND rrn = ?').get(
+      o.acquirer_id,
+      o.stan,
+      o.rrn,
+    ) as { kind: string } | undefined;
+    return link?.kind ?? (o.processing_code.startsWith('03') ? 'preauth' : 'purchase');
+  }
+
+  /** The sale a reversed void had voided is `applied` again. */
+  #restoreVoided(voidRow: AuthRow): void {
+    const link = this.#stmt(
+      'SELECT original_rrn FROM follow_ups WHERE acquirer_id = ? AND stan = ? AND rrn = ?',
+    ).get(voidRow.acquirer_id, voidRow.stan, voidRow.rrn) as { original_rrn: string | null } | undefined;
+    if (link?.original_rrn == null) return;
+    const sale = this.#original(voidRow.acquirer_id, link.original_rrn);
+    if (sale === undefined || sale.view.status !== 'voided') return;
+    this.#stmt(
+      "UPDATE authorisations SET status = 'applied' WHERE acquirer_id = ? AND stan = ? AND rrn = ?",
+    ).run(voidRow.acquirer_id, sale.stan, link.original_rrn);
+  }
+
+  /** The clear PAN of the card an original (by RRN) was made with: advices stored without one name it so. */
+  originalCardPan(acquirerId: string, rrn: string): string | undefined {
+    this.#assertOpen();
+    const row = this.#stmt(
+      `SELECT c.pan FROM authorisations a JOIN cards c ON c.id = a.card_id
+       WHERE a.acquirer_id = ? AND a.rrn = ? ORDER BY a.rowid DESC LIMIT 1`,
+    ).get(acquirerId, rrn) as { pan: string } | undefined;
+    return row?.pan;
   }
 
   /** The stored row for a key, if any. */

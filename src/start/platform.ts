@@ -158,6 +158,7 @@ export function withoutJournal(store: Repository): Repository {
     merchants: store.merchants,
     terminals: store.terminals,
     journal,
+    saf: store.saf,
     transaction: (fn) => store.transaction(fn),
     schemaVersion: () => store.schemaVersion(),
     close: () => store.close(),

@@ -163,6 +163,36 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       ];
     },
   },
+  {
+    version: 4,
+    name: 'store-and-forward queue',
+    statements(dialect: Dialect): string[] {
+      const t = types(dialect);
+      return [
+        // One entry per (kind, journal row): a reversal is queued once per original however many
+        // paths (terminal 0400, network timeout, crash recovery) ask for it.
+        `CREATE TABLE saf_queue (
+          id ${t.id} PRIMARY KEY,
+          node_id TEXT NOT NULL,
+          kind TEXT NOT NULL,
+          journal_id TEXT NOT NULL,
+          mti TEXT NOT NULL,
+          network_stan TEXT NOT NULL,
+          rrn TEXT NOT NULL,
+          message TEXT NOT NULL,
+          state TEXT NOT NULL,
+          attempts INTEGER NOT NULL DEFAULT 0,
+          next_attempt_at ${t.bigint} NOT NULL,
+          response_code TEXT,
+          last_error TEXT,
+          created_at ${t.bigint} NOT NULL,
+          updated_at ${t.bigint} NOT NULL,
+          CONSTRAINT saf_queue_key UNIQUE (kind, journal_id)
+        )${t.strict}`,
+        'CREATE INDEX saf_queue_due ON saf_queue (state, next_attempt_at)',
+      ];
+    },
+  },
 ]);
 
 /** The version this build expects the database to be at. */

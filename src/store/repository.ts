@@ -14,6 +14,7 @@ import {
   registryTx,
   terminalStore,
 } from './registry.js';
+import { safStore } from './saf.js';
 import type { Dialect, RegistryTx, Repository, Schema } from './types.js';
 
 /** What every dialect's opener takes besides its connection settings. */
@@ -59,6 +60,7 @@ export function makeRepository(p: RepositoryParts): Repository {
     merchants: merchantStore(deps),
     terminals: terminalStore(deps),
     journal,
+    saf: safStore({ ...deps, nodeId: p.nodeId, newId: p.newId }),
     transaction: async <T>(fn: (tx: RegistryTx) => Promise<T>): Promise<T> => {
       assertOpen();
       // Errors from `fn` pass through untouched (a caller may throw to roll back); only the

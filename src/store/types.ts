@@ -291,12 +291,69 @@ export interface RegistryTx {
   db: Kysely<Schema>;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Store-and-forward queue (migration 4)
+
+/** `reversal`: an 0420 naming a journal row; `advice`: a 0220 the network has not acknowledged yet. */
+export const SAF_KINDS = ['reversal', 'advice'] as const;
+export type SafKind = (typeof SAF_KINDS)[number];
+
+/** `pending` until the network acknowledges it, then `done`. */
+export type SafState = 'pending' | 'done';
+
+export interface NewSafEntry {
+  kind: SafKind;
+  /** The journal row it is about: the reversed original, or the advice itself. */
+  journalId: string;
+  /** Network MTI: 0420 or 0220. */
+  mti: string;
+  /** Field 11 and 37 of every attempt: one key, so the network answers a retransmission from its row. */
+  networkStan: string;
+  rrn: string;
+  /** The network message's fields, without PAN, track, PIN block or MAC (none of them reach the disk). */
+  message: Record<string, string>;
+  /** Now when omitted. */
+  createdAt?: number;
+}
+
+export interface SafEntry extends Required<NewSafEntry> {
+  id: string;
+  nodeId: string;
+  state: SafState;
+  attempts: number;
+  nextAttemptAt: number;
+  responseCode: string | null;
+  lastError: string | null;
+  updatedAt: number;
+}
+
+export interface SafStore {
+  /**
+   * Queues an entry (durable when it resolves). Resolves with the entry's id, or undefined when
+   * one of this kind for this journal row is already queued (or done): nothing is queued twice.
+   */
+  enqueue(entry: NewSafEntry): Promise<string | undefined>;
+  /** Pending entries whose next attempt is due at `now`, oldest first. */
+  due(now: number, limit: number): Promise<SafEntry[]>;
+  /** Records a failed attempt and when to try again. */
+  retryLater(id: string, nextAttemptAt: number, error: string): Promise<void>;
+  /** Marks an entry done with the network's response code. */
+  acknowledge(id: string, responseCode: string): Promise<void>;
+  get(id: string): Promise<SafEntry | undefined>;
+  /** Entries of one journal row (any kind), or all of them, oldest first. */
+  list(filter?: { journalId?: string; state?: SafState; kind?: SafKind }): Promise<SafEntry[]>;
+  /** How many are pending. */
+  pending(): Promise<number>;
+}
+
 export interface Repository {
   readonly dialect: Dialect;
   readonly nodeId: string;
   readonly merchants: MerchantStore;
   readonly terminals: TerminalStore;
   readonly journal: JournalStore;
+  /** The store-and-forward queue towards the card network. */
+  readonly saf: SafStore;
   /**
    * Runs `fn` in one database transaction (SQLite: BEGIN IMMEDIATE). Journal writes are not part
    * of it: they go through group commit. Keep it short: on SQLite it holds the write lock. Use
@@ -420,7 +477,28 @@ export interface SchemaMigrationTable {
   applied_at: BigIntColumn;
 }
 
+/** An entry of the store-and-forward queue (migration 4). */
+export interface SafQueueTable {
+  id: string;
+  node_id: string;
+  kind: string;
+  journal_id: string;
+  mti: string;
+  network_stan: string;
+  rrn: string;
+  /** JSON object of field number → value. */
+  message: string;
+  state: string;
+  attempts: number;
+  next_attempt_at: BigIntColumn;
+  response_code: string | null;
+  last_error: string | null;
+  created_at: BigIntColumn;
+  updated_at: BigIntColumn;
+}
+
 export interface Schema {
+  saf_queue: SafQueueTable;
   merchants: MerchantTable;
   terminals: TerminalTable;
   journal: JournalTable;

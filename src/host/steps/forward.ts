@@ -5,10 +5,12 @@
  *
  * The network's response code passes through (00, 51, 55, 14, 54, 62, 75…); a decline is not an
  * abort: the transaction completed with the issuer's answer. Aborts:
- * - no answer in time, or the connection dropped after sending → 98, journal status `in_doubt`
- *   (the terminal reverses; the next issue's store-and-forward reverses towards the network);
- * - never sent (link down past the deadline, too busy) → 96, status `failed`;
- * - an answer whose MAC does not verify → 96, status `in_doubt`.
+ * - no answer in time, or the connection dropped after sending → 98, journal status `in_doubt`,
+ *   and a reversal (39 = 98) queued towards the network (src/host/saf.ts) before the reply;
+ * - never sent (link down past the deadline, too busy) → 96, status `failed`, nothing to reverse;
+ * - an answer whose MAC does not verify → 96, status `in_doubt`, a reversal (39 = 96) queued.
+ * An advice (0220) in any of these cases is not refused: it is queued for the network as sent
+ * and the terminal gets 00 (network outcome `queued`).
  */
 import { PoskeyError } from '../../errors.js';
 import type { MacRequest } from '../../hsm/api.js';
@@ -17,8 +19,16 @@ import { NETWORK_DIALECT } from '../../protocol/network-link.js';
 import { encodeOriginalData, transmissionTime } from '../../protocol/original-data.js';
 import { RC } from '../../protocol/unionpay-pos.js';
 import type { JournalRecord } from '../../store/types.js';
-import { type Outcome, PREPARED, type Step, type TxnContext, type ZoneKeys } from '../context.js';
+import {
+  type HostRuntime,
+  type Outcome,
+  PREPARED,
+  type Step,
+  type TxnContext,
+  type ZoneKeys,
+} from '../context.js';
 import type { NetworkReply } from '../network-link.js';
+import { REVERSAL_REASON } from '../saf.js';
 
 const ZERO_MAC = '0000000000000000';
 /** Field 53 on the link with a PIN block: format 0 with the PAN, TDES (the zone keys are TDES). */
@@ -32,7 +42,11 @@ function macRequest(zone: ZoneKeys, data: Uint8Array): MacRequest {
 }
 
 /** Packs a network message with its MAC in the last field (128): one pack, the MAC patched in. */
-export async function packSigned(ctx: TxnContext, zone: ZoneKeys, msg: IsoMessage): Promise<Buffer> {
+export async function packSigned(
+  ctx: { host: HostRuntime },
+  zone: ZoneKeys,
+  msg: IsoMessage,
+): Promise<Buffer> {
   msg[128] = ZERO_MAC;
   const body = pack(NETWORK_DIALECT, msg);
   const mac = await ctx.host.hsm.generateMac(macRequest(zone, body.subarray(0, body.length - 8)));
@@ -41,7 +55,11 @@ export async function packSigned(ctx: TxnContext, zone: ZoneKeys, msg: IsoMessag
 }
 
 /** True when a network message's MAC (its last 8 bytes, field 128 or 64) verifies under the ZAK. */
-export async function verifySigned(ctx: TxnContext, zone: ZoneKeys, reply: NetworkReply): Promise<boolean> {
+export async function verifySigned(
+  ctx: { host: HostRuntime },
+  zone: ZoneKeys,
+  reply: NetworkReply,
+): Promise<boolean> {
   const mac = reply.msg[128] ?? reply.msg[64];
   if (typeof mac !== 'string' || reply.body.length <= 8) return false;
   const data = reply.body.subarray(0, reply.body.length - 8);
@@ -105,21 +123,48 @@ export function networkRequest(ctx: TxnContext): IsoMessage {
   return msg;
 }
 
+/** MTI of the advices the host stores and forwards when the network cannot take them now. */
+const ADVICE_MTI = '0220';
+
+/**
+ * An advice the network did not take (not sent, no answer, a bad answer): accepted for the
+ * terminal and queued as sent (same STAN and RRN), so the network answers a repeat from its row.
+ */
+function queueAdvice(ctx: TxnContext, why: string): Outcome {
+  ctx.saf = 'advice';
+  ctx.rc = RC.APPROVED;
+  ctx.status = 'approved';
+  ctx.networkOutcome = 'queued';
+  ctx.host.log.warn({ tid: ctx.tid, stan: ctx.stan, why }, 'advice stored for forwarding');
+  return PREPARED;
+}
+
+/** A request the network may have applied: declined to the terminal, reversed towards the network. */
+function inDoubt(ctx: TxnContext, rc: string, reason: string): Outcome {
+  ctx.status = 'in_doubt';
+  ctx.saf = 'reversal';
+  ctx.safReason = reason;
+  return ctx.fail(rc);
+}
+
 function failure(ctx: TxnContext, e: unknown): Outcome {
   const code = e instanceof PoskeyError ? e.code : '';
   const metrics = ctx.host.metrics;
+  const advice = ctx.req[0] === ADVICE_MTI;
   if (code === 'POSKEY_ERR_NETWORK_TIMEOUT' || code === 'POSKEY_ERR_NETWORK_LOST') {
     metrics.count(code === 'POSKEY_ERR_NETWORK_TIMEOUT' ? 'network.timeouts' : 'network.lost');
-    ctx.status = 'in_doubt';
     ctx.networkOutcome = code === 'POSKEY_ERR_NETWORK_TIMEOUT' ? 'timeout' : 'lost';
     ctx.host.log.warn(
       { tid: ctx.tid, stan: ctx.stan, networkStan: ctx.networkStan, code },
       'network outcome unknown',
     );
-    return ctx.fail(RC.ISSUER_TIMEOUT);
+    if (advice) return queueAdvice(ctx, code);
+    return inDoubt(ctx, RC.ISSUER_TIMEOUT, REVERSAL_REASON.timeout);
   }
   if (code.startsWith('POSKEY_ERR_NETWORK_')) {
     metrics.count('network.notSent');
+    if (advice && code !== 'POSKEY_ERR_NETWORK_CLOSED') return queueAdvice(ctx, code);
+    // Never written to a connection: the network cannot have seen it, there is nothing to reverse.
     ctx.status = 'failed';
     ctx.networkOutcome = 'not_sent';
     ctx.host.log.warn({ tid: ctx.tid, stan: ctx.stan, code }, 'request not sent to the network');
@@ -149,7 +194,8 @@ async function forward(ctx: TxnContext): Promise<Outcome> {
     return ctx.fail(RC.SYSTEM_MALFUNCTION);
   }
   ctx.networkStan = link.nextStan();
-  const body = await packSigned(ctx, zone, networkRequest(ctx));
+  ctx.networkMessage = networkRequest(ctx);
+  const body = await packSigned(ctx, zone, ctx.networkMessage);
   let reply: NetworkReply;
   try {
     ctx.host.metrics.count('network.sent');
@@ -159,13 +205,13 @@ async function forward(ctx: TxnContext): Promise<Outcome> {
   }
   if (!(await verifySigned(ctx, zone, reply))) {
     ctx.host.metrics.count('network.badMac');
-    ctx.status = 'in_doubt';
     ctx.networkOutcome = 'bad_mac';
     ctx.host.log.error(
       { tid: ctx.tid, stan: ctx.stan, networkStan: ctx.networkStan },
       'network answer MAC does not verify',
     );
-    return ctx.fail(RC.SYSTEM_MALFUNCTION);
+    if (ctx.req[0] === ADVICE_MTI) return queueAdvice(ctx, 'bad MAC');
+    return inDoubt(ctx, RC.SYSTEM_MALFUNCTION, REVERSAL_REASON.hostFailure);
   }
   return accept(ctx, reply.msg);
 }

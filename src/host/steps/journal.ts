@@ -75,6 +75,7 @@ function row(ctx: TxnContext, txnType: string, withOutcome: boolean, status: Jou
     createdAt: ctx.host.clock(),
     status: withOutcome ? status : 'received',
   };
+  if (ctx.rowId !== undefined) r.id = ctx.rowId;
   if (withOutcome) {
     r.responseCode = ctx.rc;
     r.authCode = ctx.authCode ?? null;
@@ -113,6 +114,49 @@ function repeatForwarded(ctx: TxnContext): void {
   ctx.rc = RC.DUPLICATE;
 }
 
+/**
+ * What the forward step left for the network (a reversal of this request, or the advice itself)
+ * is queued durably before the outcome row and the reply: the queue entry names the row, whose
+ * id is fixed here when it is not appended yet. If the queue cannot be written, an advice becomes
+ * 96 (`in_doubt`: crash recovery reverses it); a request already in doubt stays so and is
+ * reversed by recovery on the next start.
+ */
+async function queueForNetwork(ctx: TxnContext): Promise<void> {
+  const host = ctx.host;
+  if (ctx.journalId === undefined) ctx.rowId ??= host.store.journal.newId();
+  const id = ctx.journalId ?? (ctx.rowId as string);
+  try {
+    if (ctx.saf === 'advice' && ctx.networkMessage !== undefined) {
+      await host.saf.queueAdvice(id, ctx.networkMessage);
+      return;
+    }
+    const req = ctx.req;
+    const amount = text(req[4]);
+    await host.saf.queueReversal(
+      {
+        id,
+        mti: req[0],
+        processingCode: text(req[3]),
+        amount: amount === null ? null : Number(amount),
+        currency: text(req[49]),
+        tid: ctx.tid,
+        mid: text(req[42]) ?? '',
+        rrn: ctx.rrn === '' ? null : ctx.rrn,
+        createdAt: host.clock(),
+      },
+      ctx.safReason || '06',
+    );
+  } catch (e) {
+    host.metrics.count('saf.failures');
+    host.log.error({ err: e, tid: ctx.tid, stan: ctx.stan }, 'store-and-forward entry not written');
+    if (ctx.saf === 'advice') {
+      ctx.rc = RC.SYSTEM_MALFUNCTION;
+      ctx.status = 'in_doubt';
+      ctx.networkOutcome = 'not_queued';
+    }
+  }
+}
+
 /** Makes the journal step of one transaction type. */
 export function journalStep(options: JournalStepOptions): Step {
   const { txnType, write, duplicates } = options;
@@ -149,6 +193,7 @@ export function journalStep(options: JournalStepOptions): Step {
     try {
       if (ctx.journalPending !== undefined && !(await settlePending(ctx, ctx.journalPending))) return;
       if (ctx.journalId === '') return;
+      if (ctx.saf !== undefined) await queueForNetwork(ctx);
       const status = outcomeStatus(ctx, okStatus);
       const journal = ctx.host.store.journal;
       if (ctx.journalId !== undefined) {
