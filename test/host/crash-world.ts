@@ -66,7 +66,12 @@ export interface CrashWorldOptions {
 export interface CrashWorld {
   backend: Backend;
   network: OpenedNetwork;
+  /**
+   * The host process. Its first start needs `firstStartEnv` (the ZMK components, as an operator
+   * gives them once); restarts use the zone keys it saved, rotated by its network sign-ons.
+   */
   host: HostProcess;
+  firstStartEnv: Record<string, string>;
   /** The host's fixed terminal port. */
   port: number;
   terminals: CrashTerminal[];
@@ -184,13 +189,13 @@ export async function startCrashWorld(backend: Backend, options: CrashWorldOptio
       process.env.POSKEY_TEST_LOG ?? 'error',
       ...(options.hostArgs ?? []),
     ],
-    env: { POSKEY_ZMK_COMPONENTS: network.zone.zmkComponents!.join(',') },
   });
 
   return {
     backend,
     network,
     host,
+    firstStartEnv: { POSKEY_ZMK_COMPONENTS: network.zone.zmkComponents!.join(',') },
     port,
     terminals,
     cards,

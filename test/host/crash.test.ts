@@ -108,7 +108,7 @@ async function crashRun(backend: Backend): Promise<void> {
   });
   const terminals: Terminal[] = w.terminals.map((t) => w.terminal(t));
   try {
-    await w.host.start();
+    await w.host.start(w.firstStartEnv);
     const load = new LoadDriver(terminals, {
       cards: w.cards,
       voidRate: 0.08,
@@ -180,7 +180,11 @@ async function crashRun(backend: Backend): Promise<void> {
       .map(([what, check]) => ({ what, problems: check(evidence) }))
       .filter((c) => c.problems.length > 0)
       .map((c) => report(c.what, c.problems));
-    assert.deepEqual(failures, [], `${summary}\n${failures.join('\n')}`);
+    assert.deepEqual(
+      failures,
+      [],
+      `${summary}\n${failures.join('\n')}\nhost stderr (last part):\n${w.host.stderr.slice(-4000)}`,
+    );
   } finally {
     await Promise.all(terminals.map((t) => t.close()));
     await w.close();

@@ -68,15 +68,16 @@ export class HostProcess {
   }
 
   /**
-   * Spawns the host and resolves once it printed its ready line.
+   * Spawns the host (with `env` over the options' environment) and resolves once it printed its
+   * ready line.
    * @throws Error with the host's stderr when it exits first or is not ready in time
    */
-  async start(): Promise<HostReady> {
+  async start(env: Record<string, string> = {}): Promise<HostReady> {
     if (this.#child !== undefined) throw new Error('the host process is already running');
     const child = spawn(
       process.execPath,
       ['--import', 'tsx', 'src/cli/main.ts', 'host', 'serve', '--json', ...this.#options.args],
-      { cwd: ROOT, env: { ...process.env, ...this.#options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+      { cwd: ROOT, env: { ...process.env, ...this.#options.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.starts++;
     this.#child = child;
