@@ -281,9 +281,10 @@ export class StoreAndForward implements SafQueue {
       await host.store.saf.retryLater(entry.id, host.clock() + delay, reason);
       return;
     }
+    // The journal first: should the host stop in between, the entry is sent again and replayed.
+    await this.#settle(entry, code);
     await host.store.saf.acknowledge(entry.id, code);
     host.metrics.count('saf.acknowledged');
-    await this.#settle(entry, code);
   }
 
   /** One attempt: resolves with the network's response code, or throws (retry). */

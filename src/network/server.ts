@@ -73,6 +73,11 @@ export interface NetworkSimulator {
   listen(): Promise<{ host: string; port: number }>;
   /** Stops accepting, cancels delayed requests, closes every connection (and the ledger if owned). */
   close(): Promise<void>;
+  /**
+   * An outage: stops listening and closes every connection, keeping the ledger and the keys;
+   * `listen()` then binds the same port again (the acquirer reconnects).
+   */
+  stop(): Promise<void>;
   /** Replaces the fault settings (absent fields: no fault); returns them validated. */
   setFaults(faults: Partial<Faults>): Readonly<Faults>;
   faults(): Readonly<Faults>;
@@ -144,6 +149,8 @@ export function createNetworkSimulator(options: NetworkSimulatorOptions): Networ
     codes: {},
   };
   let server: Server | undefined;
+  /** The port of the first listen: a listen after `stop()` takes it again. */
+  let boundPort: number | undefined;
   let closed = false;
 
   const after = (ms: number, fn: () => void) => {
@@ -261,15 +268,26 @@ export function createNetworkSimulator(options: NetworkSimulatorOptions): Networ
       const s = createServer(onConnection);
       server = s;
       return new Promise((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(port, host, () => {
-          s.off('error', reject);
+        s.once('error', (e) => {
+          server = undefined;
+          reject(e);
+        });
+        s.listen(boundPort ?? port, host, () => {
+          s.removeAllListeners('error');
           const address = s.address();
           const bound = typeof address === 'object' && address !== null ? address.port : port;
+          boundPort = bound;
           logger.info({ host, port: bound }, 'network simulator listening');
           resolve({ host, port: bound });
         });
       });
+    },
+    async stop() {
+      const s = server;
+      server = undefined;
+      for (const socket of sockets) socket.destroy();
+      if (s !== undefined) await new Promise<void>((resolve) => s.close(() => resolve()));
+      logger.info({ port: boundPort }, 'network simulator stopped');
     },
     async close() {
       if (closed) return;

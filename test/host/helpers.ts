@@ -153,8 +153,9 @@ export async function startWorld(fixture: StoreFixture, options: WorldOptions = 
   await link.waitUntilUp(5000);
   const clock = { offsetMs: 0 };
   const hostClock = () => Date.now() + clock.offsetMs;
-  const make = (cfg: HostConfig) =>
-    createHostServer({ config: cfg, hsm: client, store, zone, link, clock: hostClock, logger: testLog });
+  // Only the main server runs store-and-forward and crash recovery: extra servers share its node id.
+  const make = (cfg: HostConfig, saf = true) =>
+    createHostServer({ config: cfg, hsm: client, store, zone, link, clock: hostClock, logger: testLog, saf });
   const server = make(config);
   const { port } = await server.listen();
   const extras: HostServer[] = [];
@@ -204,7 +205,7 @@ export async function startWorld(fixture: StoreFixture, options: WorldOptions = 
       );
     },
     async extraServer(overrides = {}) {
-      const s = make(parseHostConfig({ ...config, port: 0, ...overrides }));
+      const s = make(parseHostConfig({ ...config, port: 0, ...overrides }), false);
       extras.push(s);
       return { server: s, port: (await s.listen()).port };
     },

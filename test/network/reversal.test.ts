@@ -178,7 +178,10 @@ describe('advice without card data (stored and forwarded)', () => {
     assert.equal(balance(CARDS.good.pan), start);
     assert.equal((await send(refund as IsoMessage))[39], '00');
     assert.equal(balance(CARDS.good.pan), start, 'applied once');
-    const orphan = { ...request('0220', '200000', 1), 90: field90({ 0: '0200', 37: '999999999997' }) };
+    const orphan: IsoMessage = {
+      ...request('0220', '200000', 1),
+      90: field90({ 0: '0200', 37: '999999999997' }),
+    };
     delete orphan[2];
     delete orphan[14];
     assert.equal((await send(orphan))[39], '30', 'no card to be found');
