@@ -25,9 +25,22 @@ import { type CardInput, TEST_CARDS, testCard, track2Of } from '../terminal/card
 import { resolveTerminalConfig, type TerminalConfig } from '../terminal/config.js';
 import type { FrameEvent } from '../terminal/connection.js';
 import { PinPadErrorCode, TerminalErrorCode } from '../terminal/errors.js';
-import { type FleetProgress, formatFleetReport, progressLine, runFleet } from '../terminal/fleet.js';
+import {
+  type FleetProgress,
+  type FleetReport,
+  formatFleetReport,
+  progressLine,
+  runFleet,
+} from '../terminal/fleet.js';
+import { MIX_NAMES, type MixName, seededRandom } from '../terminal/mix.js';
 import { type MasterKeyAlgorithm, PinPad } from '../terminal/pinpad.js';
 import { PinPadStore } from '../terminal/pinpad-store.js';
+import {
+  formatReconciliation,
+  type ReconcileSources,
+  type Reconciliation,
+  reconcileFromSources,
+} from '../terminal/reconcile.js';
 import { FileReversalStore } from '../terminal/reversal-store.js';
 import { FileStateStore } from '../terminal/state-store.js';
 import { Terminal, type TransactionResult } from '../terminal/terminal.js';
@@ -394,6 +407,10 @@ interface SimulateOptions {
   connection: 'persistent' | 'per-transaction';
   wrongPinRate: string;
   purchaseShare: string;
+  mix: MixName;
+  seed?: string;
+  reconcileDb?: string;
+  reconcileLedger?: string;
   progress: boolean;
   json?: boolean;
 }
@@ -410,6 +427,33 @@ function progressWriter(): ((p: FleetProgress) => void) | undefined {
   };
 }
 
+interface DayRun {
+  fleet: { day?: 'realistic'; random?: () => number };
+  sources?: Omit<ReconcileSources, 'drainMs'>;
+}
+
+/** `--mix`, `--seed` and the reconciliation sources of a realistic day. */
+function dayOptions(opts: SimulateOptions): DayRun {
+  const seed = opts.seed === undefined ? undefined : integer(opts.seed, '--seed', 0, 2 ** 32 - 1);
+  const fleet = {
+    ...(opts.mix === 'realistic' ? { day: 'realistic' as const } : {}),
+    ...(seed === undefined ? {} : { random: seededRandom(seed) }),
+  };
+  if ((opts.reconcileDb === undefined) !== (opts.reconcileLedger === undefined))
+    throw optionError('--reconcile-db', 'give both --reconcile-db and --reconcile-ledger');
+  if (opts.reconcileDb === undefined) return { fleet };
+  if (opts.mix !== 'realistic') throw optionError('--reconcile-db', 'reconciles a --mix realistic day');
+  return {
+    fleet,
+    sources: { database: opts.reconcileDb, ledger: opts.reconcileLedger!, since: Date.now() - 1000 },
+  };
+}
+
+function reconcileRun(report: FleetReport, run: DayRun): Promise<Reconciliation | undefined> {
+  if (run.sources === undefined || report.day === undefined) return Promise.resolve(undefined);
+  return reconcileFromSources(report.day.terminals, run.sources);
+}
+
 async function simulateCommand(opts: SimulateOptions): Promise<void> {
   if (opts.tmkComponents === undefined) {
     throw optionError(
@@ -423,6 +467,7 @@ async function simulateCommand(opts: SimulateOptions): Promise<void> {
   const wrong = Number(opts.wrongPinRate);
   if (!(wrong >= 0 && wrong <= 100))
     throw optionError('--wrong-pin-rate', 'must be a percentage from 0 to 100');
+  const day = dayOptions(opts);
   const tmk = labTmk(opts.tmkComponents, opts.algorithm);
   const key = Buffer.from(tmk);
   zeroize(tmk);
@@ -439,6 +484,7 @@ async function simulateCommand(opts: SimulateOptions): Promise<void> {
       durationSeconds: parseDuration(opts.duration),
       tidPrefix: opts.tidPrefix,
       mix: { purchase: share, balance: 100 - share },
+      ...day.fleet,
       wrongPinRate: wrong / 100,
       terminal: {
         algorithm: opts.algorithm,
@@ -453,9 +499,14 @@ async function simulateCommand(opts: SimulateOptions): Promise<void> {
       ...(onProgress === undefined ? {} : { onProgress }),
     });
     if (onProgress !== undefined && process.stderr.isTTY) process.stderr.write('\n');
-    if (opts.json) printJson(report);
-    else process.stdout.write(`${formatFleetReport(report)}\n`);
-    if (report.terminals.ready === 0 || report.errors.total > 0) process.exitCode = EXIT_FAILURE;
+    const recon = await reconcileRun(report, day);
+    if (opts.json) printJson(recon === undefined ? report : { ...report, reconciliation: recon });
+    else {
+      process.stdout.write(`${formatFleetReport(report)}\n`);
+      if (recon !== undefined) process.stdout.write(`${formatReconciliation(recon)}\n`);
+    }
+    if (report.terminals.ready === 0 || report.errors.total > 0 || recon?.agreed === false)
+      process.exitCode = EXIT_FAILURE;
   } finally {
     process.removeListener('SIGINT', stop);
     zeroize(key);
@@ -550,6 +601,20 @@ when the batch settled (the new batch is in force), 1 when the host refused.
         .default('persistent'),
     )
     .option('--purchase-share <percent>', 'share of purchases; the rest are balance inquiries', '80')
+    .addOption(
+      new Option(
+        '--mix <name>',
+        'purchases (and balance inquiries), or a realistic day that ends in settlement',
+      )
+        .choices([...MIX_NAMES])
+        .default('purchases'),
+    )
+    .option('--seed <n>', 'replayable random choices')
+    .option(
+      '--reconcile-db <target>',
+      "realistic day: the host's store (sqlite:PATH or postgres://…) to reconcile",
+    )
+    .option('--reconcile-ledger <path>', "realistic day: the network simulator's ledger file to reconcile")
     .option('--wrong-pin-rate <percent>', 'share of transactions with a wrong PIN', '2')
     .option('--no-progress', 'no live progress line on stderr')
     .option('--json', 'print the report as one JSON object')
@@ -562,6 +627,13 @@ reports what ran.
 Example:
   $ poskey simulate --terminals 20 --rate 200 --duration 30s --port 5000 \\
       --tmk-components 0123456789ABCDEFFEDCBA9876543210,40404040404040404040404040404040
+
+A realistic day (purchases, voids, refunds, reversals, balance inquiries, then settlement), checked
+three ways: each terminal's settled totals against the host journal and the network ledger.
+Exit code 1 when they disagree.
+  $ poskey simulate --mix realistic --seed 7 --terminals 5 --rate 20 --duration 20s --port 5858 \\
+      --tmk-components … --reconcile-db sqlite:data/host/poskey.db \\
+      --reconcile-ledger data/network/ledger.sqlite
 `,
     )
     .action(run((opts: SimulateOptions) => simulateCommand(opts)));

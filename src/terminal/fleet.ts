@@ -14,10 +14,12 @@
  * terminal is busy the transaction is counted as `skipped`: the fleet is too small or the host too
  * slow for the rate, and the report says so instead of queueing without bound.
  */
+
 import { isPoskeyError } from '../errors.js';
 import { TEST_CARDS, type TestCard, track2Of } from './cards.js';
 import type { TerminalConfig } from './config.js';
 import { TerminalError, TerminalErrorCode } from './errors.js';
+import { closeTerminalDay, type DayTally, RealisticDay, type TerminalDay } from './mix.js';
 import { type MasterKeyAlgorithm, PinPad } from './pinpad.js';
 import { Terminal, type TransactionResult } from './terminal.js';
 
@@ -71,6 +73,11 @@ export interface FleetOptions {
   tidPrefix?: string;
   /** Relative weights; default 80% purchase, 20% balance. */
   mix?: { purchase?: number; balance?: number };
+  /**
+   * 'realistic': each terminal runs a day (src/terminal/mix.ts: purchases, voids, refunds,
+   * reversals, balance inquiries) instead of `mix`, then settles; the report gains `day`.
+   */
+  day?: 'realistic';
   /** Share of transactions entered with a wrong PIN; default 0.02. */
   wrongPinRate?: number;
   /** Purchase amounts in minor units, uniform; default 100 to 50000. */
@@ -111,6 +118,8 @@ export interface FleetReport {
   signIns: { initial: number; repeated: number; failed: number };
   reversals: { sent: number; acknowledged: number };
   errors: { total: number; byCode: Record<string, number>; samples: string[] };
+  /** A realistic day: operations by kind and what each terminal settled. */
+  day?: { operations: DayTally['operations']; reversalsAcknowledged: number; terminals: TerminalDay[] };
 }
 
 /** The slot the factory transport key lives in. */
@@ -144,6 +153,7 @@ interface Settings {
   cards: readonly TestCard[];
   tidPrefix: string;
   random: () => number;
+  day?: RealisticDay;
 }
 
 function settings(o: FleetOptions): Settings {
@@ -163,13 +173,16 @@ function settings(o: FleetOptions): Settings {
     throw configError('tidPrefix', 'must be up to 6 letters or digits');
   if (String(o.terminals).length > 8 - tidPrefix.length)
     throw configError('tidPrefix', 'too long for the fleet');
+  if (o.day !== undefined && o.day !== 'realistic') throw configError('day', "must be 'realistic'");
+  const random = o.random ?? Math.random;
   return {
     purchaseShare: purchase / (purchase + balance),
     wrongPinRate: checkNumber(o.wrongPinRate ?? 0.02, 'wrongPinRate', 0, 1, false),
     amount: { min, max },
     cards,
     tidPrefix,
-    random: o.random ?? Math.random,
+    random,
+    ...(o.day === undefined ? {} : { day: new RealisticDay({ random, cards, amount: { min, max } }) }),
   };
 }
 
@@ -321,6 +334,15 @@ async function setUp(o: FleetOptions, s: Settings, tally: Tally): Promise<Termin
 }
 
 async function runOne(terminal: Terminal, s: Settings, tally: Tally): Promise<void> {
+  if (s.day !== undefined) {
+    const t0 = performance.now();
+    tally.purchase++;
+    await s.day.next(terminal).then(
+      (result) => tally.result(result, performance.now() - t0),
+      (e: unknown) => tally.error(e),
+    );
+    return;
+  }
   const r = s.random;
   const card = s.cards[Math.floor(r() * s.cards.length)]!;
   const pin = r() < s.wrongPinRate ? wrongPin(card.pin) : card.pin;
@@ -414,8 +436,10 @@ export async function runFleet(options: FleetOptions): Promise<FleetReport> {
   const tally = new Tally();
   const ready = await setUp(options, s, tally);
   let seconds = 0;
+  let days: TerminalDay[] | undefined;
   try {
     if (ready.length > 0) seconds = await drive(options, s, ready, tally);
+    if (s.day !== undefined) days = await Promise.all(ready.map((t) => closeTerminalDay(t)));
   } finally {
     await Promise.all(ready.map((t) => t.close().catch(() => undefined)));
   }
@@ -441,6 +465,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetReport> {
     signIns: { initial: tally.initialSignIns, repeated: tally.repeatedSignIns, failed: tally.failedSignIns },
     reversals: { sent: tally.reversalsSent, acknowledged: tally.reversalsAcknowledged },
     errors: { total: tally.errors, byCode: sortKeys(tally.errorCodes), samples: tally.samples },
+    ...(s.day === undefined || days === undefined ? {} : { day: { ...s.day.tally, terminals: days } }),
   };
 }
 

@@ -150,6 +150,8 @@ export class Terminal {
   readonly pinPad: PinPad;
   readonly #dialect: Dialect;
   readonly #reversals: ReversalStore;
+  /** The last approved purchase, which `reverseLast` can still undo. */
+  #lastPurchase: IsoMessage | undefined;
   readonly #batchStore: BatchStore;
   readonly #state: TerminalStateStore;
   readonly #padStore: TerminalDeps['pinPadStore'];
@@ -332,6 +334,29 @@ export class Terminal {
     return this.#flushing;
   }
 
+  /**
+   * Reverses the last purchase after its approval (0400, reason 96 by default): what a terminal
+   * does when it cannot finish the sale, e.g. the receipt did not print. The sale leaves the batch
+   * and the reversal is sent at once (or stays pending, like any other). Undefined when the last
+   * purchase was not approved or was already reversed.
+   */
+  async reverseLast(reason: ReversalReason = '96'): Promise<ReversalOutcome | undefined> {
+    const last = this.#lastPurchase;
+    if (last === undefined) return undefined;
+    this.#lastPurchase = undefined;
+    const stan = last[11] as string;
+    await this.#reversals.put({
+      stan,
+      message: reversalOf(last, reason),
+      reason,
+      createdAt: new Date().toISOString(),
+      attempts: 0,
+    });
+    await this.#batchStore.remove(((last[60] as Subfields)[2] as string | undefined) ?? this.#batch, stan);
+    const outcomes = await this.sendPendingReversals();
+    return outcomes.find((o) => o.stan === stan) ?? { stan, reason, sent: false, acknowledged: false };
+  }
+
   /** Closes the connection. Stores keep their data; the terminal cannot be used afterwards. */
   async close(): Promise<void> {
     this.#closed = true;
@@ -398,6 +423,7 @@ export class Terminal {
     }
     const accepted = await this.#accept(result, ex, reversal);
     if (accepted.approved) await this.#updateBatch(kind, request, accepted, original);
+    if (kind === 'purchase') this.#lastPurchase = accepted.approved ? request : undefined;
     return accepted;
   }
 

@@ -1221,5 +1221,36 @@ describe('poskey terminal and poskey simulate', () => {
     ]);
     assert.equal(missing.status, 2);
     assert.match(missing.stderr, /--tmk-components/);
+    const base = ['simulate', '--terminals', '1', '--rate', '1', '--duration', '1', '--port', '1'];
+    const lab = ['--tmk-components', COMPONENTS.join(',')];
+    const halfSources = await poskey([
+      ...base,
+      ...lab,
+      '--mix',
+      'realistic',
+      '--reconcile-db',
+      'sqlite:x.db',
+    ]);
+    assert.equal(halfSources.status, 2);
+    assert.match(
+      halfSources.stderr,
+      /POSKEY_ERR_CLI_OPTION: --reconcile-db: give both --reconcile-db and --reconcile-ledger/,
+    );
+    const notADay = await poskey([
+      ...base,
+      ...lab,
+      '--reconcile-db',
+      'sqlite:x.db',
+      '--reconcile-ledger',
+      'l.db',
+    ]);
+    assert.equal(notADay.status, 2);
+    assert.match(notADay.stderr, /--reconcile-db: reconciles a --mix realistic day/);
+    const badMix = await poskey([...base, ...lab, '--mix', 'weekend']);
+    assert.equal(badMix.status, 2);
+    assert.match(badMix.stderr, /--mix/);
+    const badSeed = await poskey([...base, ...lab, '--seed', '-4']);
+    assert.equal(badSeed.status, 2);
+    assert.match(badSeed.stderr, /--seed/);
   });
 });
