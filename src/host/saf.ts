@@ -46,20 +46,6 @@ const RETRY_CODES: ReadonlySet<string> = new Set(['91', '96', RC.MAC_FAILED]);
 /** Fields an advice is stored without (they never reach the disk; see saf.ts in src/store). */
 const NOT_STORED = [2, 14, 35, 36, 52, 53, 64, 128] as const;
 
-const pad2 = (n: number) => (n < 10 ? `0${n}` : String(n));
-
-/** Field 7, MMDDhhmmss UTC. */
-function utcNow(ms: number): string {
-  const d = new Date(ms);
-  return (
-    pad2(d.getUTCMonth() + 1) +
-    pad2(d.getUTCDate()) +
-    pad2(d.getUTCHours()) +
-    pad2(d.getUTCMinutes()) +
-    pad2(d.getUTCSeconds())
-  );
-}
-
 function toStored(msg: IsoMessage): Record<string, string> {
   const out: Record<string, string> = {};
   const skip = new Set<number>(NOT_STORED);
@@ -91,7 +77,7 @@ export function reversalMessage(
     0: '0420',
     3: target.processingCode ?? '000000',
     4: String(target.amount ?? 0).padStart(12, '0'),
-    7: utcNow(host.clock()),
+    7: transmissionTime(host.clock()),
     11: stan,
     25: '00',
     32: acquirerId,

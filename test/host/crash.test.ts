@@ -16,6 +16,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { seededRandom } from '../../src/terminal/mix.js';
 import type { Terminal } from '../../src/terminal/terminal.js';
 import { assertPostgresReachable } from '../store/helpers.js';
 import {
@@ -40,18 +41,6 @@ const ANSWERS_PER_PHASE = 60;
 const PHASE_TIMEOUT_MS = 60_000;
 const REVERSAL_FLUSH_MS = 60_000;
 const DRAIN_TIMEOUT_MS = 60_000;
-
-/** mulberry32: a small seeded PRNG, so a failing run's choices can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -97,7 +86,7 @@ async function drain(w: CrashWorld, ms: number): Promise<string[]> {
 
 async function crashRun(backend: Backend): Promise<void> {
   const seed = Number(process.env.POSKEY_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  const random = seeded(seed);
+  const random = seededRandom(seed);
   const tag = `[${backend}, POSKEY_CRASH_SEED=${seed}]`;
   const w = await startCrashWorld(backend, {
     terminals: TERMINALS,
