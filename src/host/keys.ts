@@ -47,6 +47,8 @@ export interface LoadZoneKeysOptions {
   /** The zone file's content, instead of reading `zone.file`. */
   zoneFile?: ZoneFile;
   env?: Record<string, string | undefined>;
+  /** Told when components were given but not used (the saved pair is newer than the zone file's). */
+  warn?: (message: string) => void;
 }
 
 export function zoneKeysPath(config: HostConfig): string {
@@ -127,6 +129,19 @@ async function assertMatchesZoneFile(hsm: HsmClient, saved: SavedZoneKeys, zone:
 }
 
 /**
+ * The saved pair when a key exchange replaced exactly this zone file's pair: importing the file
+ * again would overwrite keys the network has moved on to (its sign-on would then fail the MAC).
+ */
+async function rotatedFromZoneFile(path: string, zone: ZoneFile): Promise<SavedZoneKeys | undefined> {
+  // An unreadable file is what an import with components repairs: it does not stop it.
+  const saved = await readSaved(path).catch(() => undefined);
+  const origin = saved?.origin;
+  if (origin === undefined) return undefined;
+  const same = (kcv: string, entry: string) => sameKcv(kcv.slice(0, entry.length), entry);
+  return same(origin.zpkKcv, zone.zpk.kcv) && same(origin.zakKcv, zone.zak.kcv) ? saved : undefined;
+}
+
+/**
  * The zone keys for the host: imported from components + zone file (and saved), or the saved ones.
  * @throws POSKEY_ERR_HOST_ZONE when neither works; zone import errors (POSKEY_ERR_ZONE_*) pass through
  */
@@ -142,6 +157,14 @@ export async function loadZoneKeys(
   if (zoneFile === undefined && config.zone.file !== undefined)
     zoneFile = await readZoneFile(config.zone.file);
   if (components !== undefined && components !== '' && zoneFile !== undefined) {
+    const rotated = await rotatedFromZoneFile(path, zoneFile);
+    if (rotated !== undefined) {
+      options.warn?.(
+        `ZMK components ignored: the saved zone keys (key set ${rotated.keySet ?? '?'}) came from a key exchange with the network and replace this zone file's pair; re-importing would put the host back on keys the network no longer uses. Start without ${config.zone.componentsEnv}; to import the zone file's pair anyway, remove ${path} first`,
+      );
+      const keys = await describeZoneKeys(hsm, rotated.zpk, rotated.zak);
+      return { ...keys, keySet: rotated.keySet ?? '000000' };
+    }
     const imported = await importZoneKeys(hsm, components, zoneFile, { actor: 'host' });
     const keys = await describeZoneKeys(hsm, imported.zpk, imported.zak);
     await saveZoneKeys(path, {

@@ -169,6 +169,7 @@ export async function startHostService(
         ...(options.zmkComponents !== undefined ? { zmkComponents: options.zmkComponents } : {}),
         ...(options.zoneFile !== undefined ? { zoneFile: options.zoneFile } : {}),
         ...(options.env !== undefined ? { env: options.env } : {}),
+        warn: (message) => log.warn({ field: 'zone' }, message),
       }));
     const link = createNetworkLinks(config, log, (r) =>
       log.warn({ mti: r.msg[0], networkStan: r.msg[11] }, 'unmatched network message'),

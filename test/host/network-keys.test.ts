@@ -157,6 +157,22 @@ describe('network sign-on and zone key exchange', { timeout: 180_000 }, () => {
       const reloaded = await loadZoneKeys(w.client, config, { zoneFile: w.network.zone.zoneFile, env: {} });
       assert.equal(reloaded.zpk, now.zpk);
       assert.equal(reloaded.keySet, delivery.keySet);
+      // The ZMK components given again (a start script that always sets them) must not put the
+      // host back on the zone file's pair, which the network no longer uses.
+      const warnings: string[] = [];
+      const again = await loadZoneKeys(w.client, config, {
+        zoneFile: w.network.zone.zoneFile,
+        zmkComponents: w.network.zone.zmkComponents,
+        env: {},
+        warn: (m) => warnings.push(m),
+      });
+      assert.equal(again.zpk, now.zpk);
+      assert.equal(again.keySet, delivery.keySet);
+      assert.match(warnings.join('\n'), /ZMK components ignored.*key exchange/);
+      assert.equal(
+        JSON.parse(readFileSync(join(config.dataDir, ZONE_KEYS_FILE), 'utf8')).keySet,
+        delivery.keySet,
+      );
     } finally {
       await link.close();
       await p.close();
