@@ -61,14 +61,15 @@ export function certIdentity(creds: CertCredentials, field: string): CertIdentit
     throw option('is not a PEM certificate', 'vendorCa', e);
   }
   try {
-    privateKey =
-      typeof creds.privateKey === 'string' ? createPrivateKey(creds.privateKey) : creds.privateKey;
+    privateKey = typeof creds.privateKey === 'string' ? createPrivateKey(creds.privateKey) : creds.privateKey;
   } catch (e) {
     throw option('is not a PEM private key', 'privateKey', e);
   }
   if (privateKey?.asymmetricKeyType !== 'rsa' || cert.keyAlgorithm !== 'rsa')
     throw option('cert-rsa needs an RSA key and certificate', 'privateKey');
-  if (!verify('sha256', Buffer.from('probe'), cert.publicKey, sign('sha256', Buffer.from('probe'), privateKey)))
+  if (
+    !verify('sha256', Buffer.from('probe'), cert.publicKey, sign('sha256', Buffer.from('probe'), privateKey))
+  )
     throw option('the private key does not belong to the certificate', 'privateKey');
   return { cert, privateKey, vendorCa, pem: creds.certificate };
 }
@@ -143,6 +144,10 @@ export function checkPeerCertificate(
     throw keyloadError(KeyloadErrorCode[kind], reason, 'certificate', e) as KeyloadError;
   }
   if (cert.keyAlgorithm !== 'rsa')
-    throw keyloadError(KeyloadErrorCode.CERT_UNTRUSTED, `the ${whose} certificate has no RSA key`, 'certificate');
+    throw keyloadError(
+      KeyloadErrorCode.CERT_UNTRUSTED,
+      `the ${whose} certificate has no RSA key`,
+      'certificate',
+    );
   return cert;
 }

@@ -205,10 +205,7 @@ export class KeyloadDevice {
       apps: [...d.apps],
       clock: this.pad.clock().toISOString(),
       tamper: this.tamperState,
-      authMethods: [
-        ...(this.#auth ? [AUTH_METHOD_KBPK] : []),
-        ...(this.#identity ? [AUTH_METHOD_CERT] : []),
-      ],
+      authMethods: [...(this.#auth ? [AUTH_METHOD_KBPK] : []), ...(this.#identity ? [AUTH_METHOD_CERT] : [])],
     };
     if (this.#auth !== undefined) info.kbpkKcv = this.#auth.kbpkKcv;
     if (this.#tid !== undefined) info.tid = this.#tid;
@@ -303,7 +300,10 @@ export class KeyloadDevice {
     return deviceError('AUTH_METHOD', `authentication method ${msg.method} not supported`);
   }
 
-  #startAuth(session: Session, msg: MessageOf<'AUTH_CHALLENGE'>): { loaderNonce: Buffer; deviceNonce: Buffer } {
+  #startAuth(
+    session: Session,
+    msg: MessageOf<'AUTH_CHALLENGE'>,
+  ): { loaderNonce: Buffer; deviceNonce: Buffer } {
     session.method = msg.method;
     session.loaderNonce = Buffer.from(msg.nonce);
     session.deviceNonce = randomBytes(NONCE_BYTES);
@@ -350,7 +350,12 @@ export class KeyloadDevice {
       const refused = this.#confirmCert(session, msg);
       if (refused !== undefined) return refused;
     } else {
-      const ok = await verifyProof(this.#auth!, 'loader', [deviceNonce, loaderNonce, this.#serial()], msg.proof);
+      const ok = await verifyProof(
+        this.#auth!,
+        'loader',
+        [deviceNonce, loaderNonce, this.#serial()],
+        msg.proof,
+      );
       if (!ok) {
         this.#resetAuth(session);
         return deviceError('AUTH_FAILED', 'the key loading device does not hold this device’s transport key');
@@ -365,11 +370,17 @@ export class KeyloadDevice {
   #confirmCert(session: Session, msg: MessageOf<'AUTH_CONFIRM'>): MessageOf<'ERROR'> | undefined {
     if (msg.echo === undefined || !constantTimeEqual(msg.echo, session.deviceNonce!)) {
       this.#resetAuth(session);
-      return deviceError('NONCE', 'AUTH_CONFIRM answers another device nonce (replayed or from another session)');
+      return deviceError(
+        'NONCE',
+        'AUTH_CONFIRM answers another device nonce (replayed or from another session)',
+      );
     }
     if (!verifyCertProof(session.loaderCert!, 'loader', this.#certParts(session), msg.proof)) {
       this.#resetAuth(session);
-      return deviceError('CERT_SIGNATURE', 'the key loading device’s signature does not verify under its certificate');
+      return deviceError(
+        'CERT_SIGNATURE',
+        'the key loading device’s signature does not verify under its certificate',
+      );
     }
     return undefined;
   }
@@ -428,7 +439,10 @@ export class KeyloadDevice {
     }
     if (!opened.kdhCert.der.equals(session.loaderCert!.der)) {
       zeroize(opened.clearKey);
-      return deviceError('CERT_UNTRUSTED', 'the TR-34 token is signed by another KDH than the one authenticated');
+      return deviceError(
+        'CERT_UNTRUSTED',
+        'the TR-34 token is signed by another KDH than the one authenticated',
+      );
     }
     const header = { usage: opened.header.slice(5, 7), algorithm: opened.header.slice(7, 8) };
     return this.#stage(msg.slot, header, opened.clearKey);
@@ -470,7 +484,12 @@ export class KeyloadDevice {
       if (!verifyCertProof(session.loaderCert!, 'bind', this.#certParts(session, ...tidKcv), msg.proof))
         return deviceError('CERT_SIGNATURE', 'BIND is not signed by the key loading device of this session');
     } else if (
-      !(await verifyProof(this.#auth!, 'bind', [session.loaderNonce!, session.deviceNonce!, ...tidKcv], msg.proof))
+      !(await verifyProof(
+        this.#auth!,
+        'bind',
+        [session.loaderNonce!, session.deviceNonce!, ...tidKcv],
+        msg.proof,
+      ))
     ) {
       return deviceError('AUTH_FAILED', 'BIND is not authenticated by this session');
     }
