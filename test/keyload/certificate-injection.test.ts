@@ -421,6 +421,16 @@ describe('poskey doctor with --vendor-ca', () => {
     assert.deepEqual([f?.step, f?.code], ['transport-key', 'POSKEY_DOCTOR_CERT_SIGNATURE']);
   });
 
+  it('POSKEY_DOCTOR_NONCE: the device answers another nonce', async () => {
+    const fake = await fakeDevice((m) =>
+      m.type === 'AUTH_CHALLENGE'
+        ? { type: 'AUTH_RESPONSE', nonce: randomBytes(16), proof: randomBytes(256), echo: randomBytes(16) }
+        : undefined,
+    );
+    const f = failure(await doctor(fake, { certAuth: loader }));
+    assert.deepEqual([f?.step, f?.code], ['transport-key', 'POSKEY_DOCTOR_NONCE']);
+  });
+
   it('POSKEY_DOCTOR_CERT_OTHER_CA: the device rejects the loader certificate', async () => {
     const { port } = await serve({ serial: 'SN-DOC-5', ...deviceCert('SN-DOC-5') });
     const f = failure(await doctor(port, { certAuth: loaderCreds(other) }));
