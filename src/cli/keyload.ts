@@ -200,11 +200,9 @@ async function certFiles(
   paths: readonly [string | undefined, string | undefined, string | undefined],
 ): Promise<CertIdentity | undefined> {
   if (paths.every((p) => p === undefined)) return undefined;
-  const missing = paths.findIndex((p) => p === undefined);
+  const missing = paths.indexOf(undefined);
   if (missing >= 0) throw optionError(flags[missing]!, `cert-rsa needs ${flags.join(', ')} together`);
-  const [certificate, privateKey, vendorCa] = await Promise.all(
-    paths.map((p, i) => readPem(p!, flags[i]!)),
-  );
+  const [certificate, privateKey, vendorCa] = await Promise.all(paths.map((p, i) => readPem(p!, flags[i]!)));
   return certIdentity({ certificate: certificate!, privateKey: privateKey!, vendorCa: vendorCa! }, flags[0]);
 }
 
@@ -262,9 +260,15 @@ async function injectContext(opts: InjectCliOptions): Promise<InjectContext> {
   if (certAuth !== undefined) {
     // cert-rsa delivers a TR-34 token: the admin API imports TR-31 only, the TCP HSM builds no tokens.
     if (opts.hostAdmin !== undefined)
-      throw optionError('--host-admin', 'cert-rsa (--kld-cert) binds through the host store: give --data-dir or --database');
+      throw optionError(
+        '--host-admin',
+        'cert-rsa (--kld-cert) binds through the host store: give --data-dir or --database',
+      );
     if (opts.hsm !== undefined)
-      throw optionError('--hsm', 'cert-rsa (--kld-cert) needs the development HSM (TR-34 tokens): drop --hsm');
+      throw optionError(
+        '--hsm',
+        'cert-rsa (--kld-cert) needs the development HSM (TR-34 tokens): drop --hsm',
+      );
   }
   const material = certAuth === undefined ? kbpkFrom(opts, true)! : undefined;
   const closers: (() => unknown)[] = [];
@@ -457,7 +461,10 @@ async function serveCommand(opts: ServeCliOptions): Promise<void> {
   if ((path === undefined) === (opts.tcpListen === undefined)) {
     throw optionError('--pty', 'give --pty PATH (or --port) or --tcp-listen [HOST:]PORT');
   }
-  const cert = await certFiles(['--cert', '--cert-key', '--vendor-ca'], [opts.cert, opts.certKey, opts.vendorCa]);
+  const cert = await certFiles(
+    ['--cert', '--cert-key', '--vendor-ca'],
+    [opts.cert, opts.certKey, opts.vendorCa],
+  );
   // A certificate-only device needs no KBPK; with neither the device could not authenticate at all.
   const material = kbpkFrom(opts, cert === undefined);
   let store: PinPadStore | undefined;
@@ -487,7 +494,10 @@ async function serveCommand(opts: ServeCliOptions): Promise<void> {
     pad,
     ...(material ? { kbpk: { algorithm: opts.kbpkAlgorithm, key: material.clear } } : {}),
     ...(cert
-      ? { certificate: cert.pem, certAuth: { privateKey: cert.privateKey, vendorCa: derToPem(cert.vendorCa.der, 'CERTIFICATE') } }
+      ? {
+          certificate: cert.pem,
+          certAuth: { privateKey: cert.privateKey, vendorCa: derToPem(cert.vendorCa.der, 'CERTIFICATE') },
+        }
       : {}),
     ...(store ? { store } : {}),
     ...(opts.clockOffset !== undefined

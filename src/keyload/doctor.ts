@@ -25,7 +25,13 @@ import { readFile, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { PoskeyError } from '../errors.js';
 import { type CertCredentials, type CertIdentity, certIdentity, checkPeerCertificate } from './cert-auth.js';
-import { authenticate, authenticateCert, DEFAULT_CLOCK_TOLERANCE_MS, deviceFindings, hello } from './loader.js';
+import {
+  authenticate,
+  authenticateCert,
+  DEFAULT_CLOCK_TOLERANCE_MS,
+  deviceFindings,
+  hello,
+} from './loader.js';
 import {
   AUTH_METHOD_CERT,
   type KeyloadAuthenticator,
@@ -130,7 +136,8 @@ export const DIAGNOSES = Object.freeze({
   },
   POSKEY_DOCTOR_NONCE: {
     title: 'an answer is bound to another session',
-    cause: 'a recorded message was replayed, or something between poskey and the device relays another session',
+    cause:
+      'a recorded message was replayed, or something between poskey and the device relays another session',
     fix: 'connect poskey directly to the device (no bridge or hub you do not control) and retry; report repeated occurrences',
   },
   POSKEY_DOCTOR_APP_ORDER: {
@@ -526,16 +533,24 @@ function certificateCheck(
 ): DoctorCheck {
   if (info.certificate === undefined) {
     return info.authMethods.includes(AUTH_METHOD_CERT)
-      ? fail('certificate', 'POSKEY_DOCTOR_CERT_OTHER_CA', 'the device offers cert-rsa but presents no certificate')
+      ? fail(
+          'certificate',
+          'POSKEY_DOCTOR_CERT_OTHER_CA',
+          'the device offers cert-rsa but presents no certificate',
+        )
       : skip('certificate', 'the device has no certificate');
   }
   if (validity !== undefined) return fail('certificate', 'POSKEY_DOCTOR_CERT_VALIDITY', validity.reason);
   const ca = vendorCaOf(options);
-  if (ca === undefined) return pass('certificate', 'within its validity (no --vendor-ca: issuer not checked)');
+  if (ca === undefined)
+    return pass('certificate', 'within its validity (no --vendor-ca: issuer not checked)');
   try {
     const now = (options.now ?? (() => new Date()))();
     const cert = checkPeerCertificate(info.certificate, ca, 'krd', now, 'device');
-    return pass('certificate', `KRD certificate ${cert.subject.text} of ${ca.subject.text}, within its validity`);
+    return pass(
+      'certificate',
+      `KRD certificate ${cert.subject.text} of ${ca.subject.text}, within its validity`,
+    );
   } catch (e) {
     return failFrom('certificate', e);
   }
