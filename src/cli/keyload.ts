@@ -5,12 +5,15 @@
  *   poskey inject --bulk ports.csv --data-dir ./data/host --report report.csv
  *   poskey doctor --port /dev/ttyUSB0 [--host 127.0.0.1:5000] [--hsm 127.0.0.1:1500]
  *   poskey device serve --pty /tmp/kl/b [--data-dir D --pinpad-passphrase-env VAR]
+ *   poskey inject --port P --tid T --data-dir D --kld-cert kdh.pem --kld-key kdh.key --vendor-ca ca.pem
+ *   poskey device serve --pty P --cert krd.pem --cert-key krd.key --vendor-ca ca.pem
  *
  * Registry and HSM of `inject`: the host's store (`--database`, or SQLite in `--data-dir`) or its
  * admin API (`--host-admin URL`), and either the development HSM of `--hsm-data-dir` (default: the
  * data dir) or a poskey/payShield HSM over TCP (`--hsm HOST:PORT`). The transport KBPK comes as components: from an environment
  * variable (`--kbpk-components-env`, default POSKEY_KBPK_COMPONENTS) or, in a lab only, on the
- * command line (`--kbpk-components`, warned about).
+ * command line (`--kbpk-components`, warned about). With `--kld-cert --kld-key --vendor-ca` the
+ * loader authenticates by certificate (cert-rsa) instead, and no KBPK is needed.
  */
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -26,6 +29,7 @@ import { connectHsm } from '../hsm/client/tcp.js';
 import { Hsm } from '../hsm/hsm.js';
 import { ensureDevLmk } from '../hsm/seal.js';
 import { formatBulkCsv, injectBulk, parsePortsCsv, progressBar } from '../keyload/bulk.js';
+import { type CertIdentity, certIdentity } from '../keyload/cert-auth.js';
 import { type DeviceEvent, KeyloadDevice } from '../keyload/device.js';
 import { DIAGNOSES, type DoctorReport, diagnose, runDoctor } from '../keyload/doctor.js';
 import {
@@ -44,6 +48,7 @@ import {
   transportKeyHandle,
 } from '../keyload/protocol.js';
 import { type LinkOptions, parseHostPort, parseTarget } from '../keyload/transport.js';
+import { derToPem } from '../keyload/x509.js';
 import { openStore } from '../store/open.js';
 import { PinPad } from '../terminal/pinpad.js';
 import { PinPadStore } from '../terminal/pinpad-store.js';
@@ -59,6 +64,13 @@ interface KbpkOptions {
   kbpkAlgorithm: 'tdes' | 'aes';
 }
 
+/** cert-rsa files of the loader (`inject`, `doctor`). */
+interface KldCertOptions {
+  kldCert?: string;
+  kldKey?: string;
+  vendorCa?: string;
+}
+
 interface LineOptions {
   port?: string;
   tcp?: string;
@@ -67,7 +79,7 @@ interface LineOptions {
   json?: boolean;
 }
 
-interface InjectCliOptions extends KbpkOptions, LineOptions {
+interface InjectCliOptions extends KbpkOptions, LineOptions, KldCertOptions {
   tid?: string;
   bulk?: string;
   report?: string;
@@ -84,7 +96,7 @@ interface InjectCliOptions extends KbpkOptions, LineOptions {
   clockTolerance: string;
 }
 
-interface DoctorCliOptions extends LineOptions {
+interface DoctorCliOptions extends LineOptions, KldCertOptions {
   kbpkComponents?: string;
   kbpkComponentsEnv: string;
   kbpkAlgorithm: 'tdes' | 'aes';
@@ -109,6 +121,9 @@ interface ServeCliOptions {
   tampered?: boolean;
   dataDir?: string;
   pinpadPassphraseEnv?: string;
+  cert?: string;
+  certKey?: string;
+  vendorCa?: string;
 }
 
 function optionError(flag: string, reason: string): PoskeyError {
@@ -167,6 +182,33 @@ function kbpkFrom(opts: KbpkOptions, required: boolean): { clear: Buffer; compon
   }
 }
 
+async function readPem(path: string, flag: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (e) {
+    throw optionError(flag, `cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+/**
+ * cert-rsa credentials from three files given together: a certificate, its key, the vendor CA
+ * that must have issued the other side's. Undefined when none of the flags is given.
+ * @throws POSKEY_ERR_KEYLOAD_OPTION naming the flag that is missing or unreadable
+ */
+async function certFiles(
+  flags: readonly [cert: string, key: string, ca: string],
+  paths: readonly [string | undefined, string | undefined, string | undefined],
+): Promise<CertIdentity | undefined> {
+  if (paths.every((p) => p === undefined)) return undefined;
+  const missing = paths.indexOf(undefined);
+  if (missing >= 0) throw optionError(flags[missing]!, `cert-rsa needs ${flags.join(', ')} together`);
+  const [certificate, privateKey, vendorCa] = await Promise.all(paths.map((p, i) => readPem(p!, flags[i]!)));
+  return certIdentity({ certificate: certificate!, privateKey: privateKey!, vendorCa: vendorCa! }, flags[0]);
+}
+
+const loaderCert = (o: KldCertOptions) =>
+  certFiles(['--kld-cert', '--kld-key', '--vendor-ca'], [o.kldCert, o.kldKey, o.vendorCa]);
+
 function linkOptions(opts: LineOptions): LinkOptions {
   return opts.trace ? { trace: (l) => process.stderr.write(`${l}\n`) } : {};
 }
@@ -191,7 +233,8 @@ const KEK_ALGORITHM: Readonly<Record<string, KeyAlgorithm>> = {
 interface InjectContext {
   hsm: HsmClient;
   registry: KeyloadRegistry;
-  transportKey: TransportKey;
+  transportKey?: TransportKey;
+  certAuth?: CertIdentity;
   audit?: AuditLog;
   close(): Promise<void>;
 }
@@ -213,17 +256,26 @@ async function injectContext(opts: InjectCliOptions): Promise<InjectContext> {
   if (opts.hostAdmin !== undefined && (token === undefined || token === '')) {
     throw optionError('--admin-token-env', `set ${opts.adminTokenEnv} to the admin API token`);
   }
-  const material = kbpkFrom(opts, true)!;
+  const certAuth = await loaderCert(opts);
+  if (certAuth !== undefined) {
+    // cert-rsa delivers a TR-34 token: the admin API imports TR-31 only, the TCP HSM builds no tokens.
+    if (opts.hostAdmin !== undefined)
+      throw optionError(
+        '--host-admin',
+        'cert-rsa (--kld-cert) binds through the host store: give --data-dir or --database',
+      );
+    if (opts.hsm !== undefined)
+      throw optionError(
+        '--hsm',
+        'cert-rsa (--kld-cert) needs the development HSM (TR-34 tokens): drop --hsm',
+      );
+  }
+  const material = certAuth === undefined ? kbpkFrom(opts, true)! : undefined;
   const closers: (() => unknown)[] = [];
   const close = async () => {
     for (const c of closers.reverse()) await c();
   };
   try {
-    const handle = transportKeyHandle(opts.kbpkAlgorithm, material.clear);
-    const auth = kbpkAuthenticator(handle);
-    handle.destroy();
-    closers.push(() => auth.destroy());
-    const algorithm = KEK_ALGORITHM[`${opts.kbpkAlgorithm}:${material.clear.length}`]!;
     let registry: KeyloadRegistry;
     if (opts.hostAdmin !== undefined) {
       registry = adminRegistry({ url: opts.hostAdmin, token: token!, kek: opts.hostKek });
@@ -243,15 +295,9 @@ async function injectContext(opts: InjectCliOptions): Promise<InjectContext> {
       closers.push(() => local.destroy());
     }
     closers.push(() => hsm.close());
-    // Two components so the import never takes a clear key: the second is the key XOR a random first.
-    const c1 = randomBytes(material.clear.length);
-    const c2 = Buffer.from(material.clear.map((b, i) => b ^ c1[i]!));
-    const kek = await hsm.importKey(
-      { keyType: 'KEK', algorithm, source: { kind: 'components', components: [toHex(c1), toHex(c2)] } },
-      'keyload',
-    );
-    zeroize(c1, c2);
-    const ctx: InjectContext = { hsm, registry, transportKey: { kbpk: kek.keyBlock, auth }, close };
+    const ctx: InjectContext = { hsm, registry, close };
+    if (certAuth !== undefined) ctx.certAuth = certAuth;
+    else ctx.transportKey = await importKbpk(hsm, opts, material!.clear, closers);
     if (opts.dataDir !== undefined) {
       const audit = await AuditLog.open(join(opts.dataDir, KEYLOAD_AUDIT_FILE));
       closers.push(() => audit.close());
@@ -262,8 +308,31 @@ async function injectContext(opts: InjectCliOptions): Promise<InjectContext> {
     await close();
     throw e;
   } finally {
-    zeroize(material.clear);
+    if (material !== undefined) zeroize(material.clear);
   }
+}
+
+/** Imports the clear KBPK into the HSM as a KEK and makes its line authenticator. */
+async function importKbpk(
+  hsm: HsmClient,
+  opts: KbpkOptions,
+  clear: Buffer,
+  closers: (() => unknown)[],
+): Promise<TransportKey> {
+  const handle = transportKeyHandle(opts.kbpkAlgorithm, clear);
+  const auth = kbpkAuthenticator(handle);
+  handle.destroy();
+  closers.push(() => auth.destroy());
+  const algorithm = KEK_ALGORITHM[`${opts.kbpkAlgorithm}:${clear.length}`]!;
+  // Two components so the import never takes a clear key: the second is the key XOR a random first.
+  const c1 = randomBytes(clear.length);
+  const c2 = Buffer.from(clear.map((b, i) => b ^ c1[i]!));
+  const kek = await hsm.importKey(
+    { keyType: 'KEK', algorithm, source: { kind: 'components', components: [toHex(c1), toHex(c2)] } },
+    'keyload',
+  );
+  zeroize(c1, c2);
+  return { kbpk: kek.keyBlock, auth };
 }
 
 async function injectCommand(opts: InjectCliOptions): Promise<void> {
@@ -279,7 +348,8 @@ async function injectCommand(opts: InjectCliOptions): Promise<void> {
     const common: Omit<InjectOptions, 'target' | 'tid'> = {
       hsm: ctx.hsm,
       registry: ctx.registry,
-      transportKey: ctx.transportKey,
+      ...(ctx.transportKey ? { transportKey: ctx.transportKey } : {}),
+      ...(ctx.certAuth ? { certAuth: ctx.certAuth } : {}),
       tmkSource: opts.tmkSource,
       slot: integer(opts.slot, '--slot', 0, 254),
       clockToleranceMs: integer(opts.clockTolerance, '--clock-tolerance', 0, 10 * 365 * 86400) * 1000,
@@ -340,6 +410,10 @@ function formatDoctor(r: DoctorReport): string {
 
 async function doctorCommand(opts: DoctorCliOptions): Promise<void> {
   const target = lineTarget(opts);
+  // --vendor-ca alone checks the device certificate; with --kld-cert/--kld-key it authenticates too.
+  const certAuth =
+    opts.kldCert === undefined && opts.kldKey === undefined ? undefined : await loaderCert(opts);
+  const vendorCa = opts.vendorCa === undefined ? undefined : await readPem(opts.vendorCa, '--vendor-ca');
   const material = kbpkFrom(opts, false);
   let auth: ReturnType<typeof kbpkAuthenticator> | undefined;
   if (material !== undefined) {
@@ -354,6 +428,8 @@ async function doctorCommand(opts: DoctorCliOptions): Promise<void> {
       ...(opts.host ? { host: opts.host } : {}),
       ...(opts.hsm ? { hsm: opts.hsm } : {}),
       ...(auth ? { transportKey: auth } : {}),
+      ...(certAuth ? { certAuth } : {}),
+      ...(vendorCa ? { vendorCa } : {}),
       clockToleranceMs: integer(opts.clockTolerance, '--clock-tolerance', 0, 10 * 365 * 86400) * 1000,
       link: linkOptions(opts),
     });
@@ -385,7 +461,12 @@ async function serveCommand(opts: ServeCliOptions): Promise<void> {
   if ((path === undefined) === (opts.tcpListen === undefined)) {
     throw optionError('--pty', 'give --pty PATH (or --port) or --tcp-listen [HOST:]PORT');
   }
-  const material = kbpkFrom(opts, true)!;
+  const cert = await certFiles(
+    ['--cert', '--cert-key', '--vendor-ca'],
+    [opts.cert, opts.certKey, opts.vendorCa],
+  );
+  // A certificate-only device needs no KBPK; with neither the device could not authenticate at all.
+  const material = kbpkFrom(opts, cert === undefined);
   let store: PinPadStore | undefined;
   if (opts.pinpadPassphraseEnv !== undefined) {
     if (opts.dataDir === undefined) throw optionError('--pinpad-passphrase-env', 'needs --data-dir');
@@ -411,14 +492,20 @@ async function serveCommand(opts: ServeCliOptions): Promise<void> {
     });
   const device = new KeyloadDevice({
     pad,
-    kbpk: { algorithm: opts.kbpkAlgorithm, key: material.clear },
+    ...(material ? { kbpk: { algorithm: opts.kbpkAlgorithm, key: material.clear } } : {}),
+    ...(cert
+      ? {
+          certificate: cert.pem,
+          certAuth: { privateKey: cert.privateKey, vendorCa: derToPem(cert.vendorCa.der, 'CERTIFICATE') },
+        }
+      : {}),
     ...(store ? { store } : {}),
     ...(opts.clockOffset !== undefined
       ? { clockOffsetMs: integer(opts.clockOffset, '--clock-offset', -1e9, 1e9) * 1000 }
       : {}),
     onEvent: (e) => process.stderr.write(`device ${pad.device.serial}: ${describeEvent(e)}\n`),
   });
-  zeroize(material.clear);
+  if (material !== undefined) zeroize(material.clear);
   if (opts.tampered) device.tamper();
   const stops: (() => Promise<unknown>)[] = [];
   if (path !== undefined) {
@@ -462,11 +549,17 @@ function kbpkOptions(cmd: Command): Command {
     );
 }
 
+function kldCertOptions(cmd: Command): Command {
+  return cmd
+    .option('--kld-cert <PEM>', "cert-rsa: poskey's KDH certificate (instead of a transport KBPK)")
+    .option('--kld-key <PEM>', 'cert-rsa: the private key of --kld-cert')
+    .option('--vendor-ca <PEM>', 'cert-rsa: the vendor CA root the device certificate must chain to');
+}
+
 /** Registers `inject`, `doctor` and `device serve`. */
 export function registerKeyloadCommands(program: Command): void {
   kbpkOptions(
-    program
-      .command('inject')
+    kldCertOptions(program.command('inject'))
       .description('inject a terminal master key over the key-loading port (poskey as key loading device)')
       .option('--port <PATH>', 'serial port of the terminal (/dev/ttyUSB0, COM3)')
       .option('--tcp <HOST:PORT>', 'key-loading port over TCP')
@@ -505,8 +598,7 @@ export function registerKeyloadCommands(program: Command): void {
   ).action(run(injectCommand));
 
   kbpkOptions(
-    program
-      .command('doctor')
+    kldCertOptions(program.command('doctor'))
       .description('test the key-injection chain step by step and name each failure with its cause and fix')
       .option('--port <PATH>', 'serial port of the terminal')
       .option('--tcp <HOST:PORT>', 'key-loading port over TCP')
@@ -537,6 +629,9 @@ export function registerKeyloadCommands(program: Command): void {
       .option('--clock-offset <SECONDS>', 'device clock offset from the PC')
       .option('--tampered', 'start in the tamper ("security attack") state')
       .option('--data-dir <DIR>', 'terminal data directory (sealed PIN pad store)')
-      .option('--pinpad-passphrase-env <VAR>', 'environment variable with the PIN pad store secret'),
+      .option('--pinpad-passphrase-env <VAR>', 'environment variable with the PIN pad store secret')
+      .option('--cert <PEM>', "cert-rsa: the device's KRD certificate (a KBPK becomes optional)")
+      .option('--cert-key <PEM>', 'cert-rsa: the private key of --cert')
+      .option('--vendor-ca <PEM>', 'cert-rsa: the vendor CA root key loading devices must chain to'),
   ).action(run(serveCommand));
 }

@@ -21,17 +21,30 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
-import { zeroize } from '../crypto/bytes.js';
+import { constantTimeEqual, zeroize } from '../crypto/bytes.js';
 import { createKey, type KeyHandle } from '../crypto/cipher.js';
 import { checkValue } from '../crypto/kcv.js';
 import { unwrapKeyBlock } from '../crypto/tr31.js';
+import { PoskeyError } from '../errors.js';
 import type { MasterKeyAlgorithm, PinPad } from '../terminal/pinpad.js';
 import {
+  type CertCredentials,
+  type CertIdentity,
+  certFailureOf,
+  certHash,
+  certIdentity,
+  checkPeerCertificate,
+  signCertProof,
+  verifyCertProof,
+} from './cert-auth.js';
+import {
+  AUTH_METHOD_CERT,
   AUTH_METHOD_KBPK,
   checkAppOrder,
   describeAppOrder,
   deviceError,
   type KeyloadAuthenticator,
+  KeyloadError,
   KeyloadErrorCode,
   type KeyloadMessage,
   kbpkAuthenticator,
@@ -45,15 +58,25 @@ import {
   transportKeyHandle,
   verifyProof,
 } from './protocol.js';
+import { openKeyToken } from './tr34.js';
 import { type ByteTransport, duplexTransport, Link, type LinkOptions, openSerial } from './transport.js';
+import type { Certificate } from './x509.js';
 
 export const DEFAULT_VENDOR = 'poskey';
 
 export interface KeyloadDeviceOptions {
   /** The terminal's PIN pad (its serial, model, firmware, apps and clock are reported). */
   pad: PinPad;
-  /** The factory transport KBPK, clear: TDES (16/24 bytes) or AES (16/24/32 bytes). */
-  kbpk: { algorithm: 'tdes' | 'aes'; key: Uint8Array | string };
+  /**
+   * The factory transport KBPK, clear: TDES (16/24 bytes) or AES (16/24/32 bytes). Optional when
+   * `certAuth` is given: a device may be certificate-only.
+   */
+  kbpk?: { algorithm: 'tdes' | 'aes'; key: Uint8Array | string };
+  /**
+   * cert-rsa: the device's RSA private key and the vendor CA root it trusts key loading devices
+   * from. Needs `certificate` (the device's KRD certificate, issued by that CA).
+   */
+  certAuth?: Omit<CertCredentials, 'certificate'>;
   /** Vendor name reported in DEVICE_INFO; default 'poskey'. */
   vendor?: string;
   /** Saves the pad after a TMK is committed (the terminal's sealed PIN pad store). */
@@ -62,7 +85,7 @@ export interface KeyloadDeviceOptions {
   requiredApps?: readonly string[];
   /** Sets the pad's clock this far from the PC's (tests: a skewed device clock). */
   clockOffsetMs?: number;
-  /** A device certificate (PEM) to report. */
+  /** A device certificate (PEM) to report (and, with `certAuth`, to authenticate with). */
   certificate?: string;
   /** TID bound by an earlier injection. */
   tid?: string;
@@ -89,8 +112,12 @@ interface Staged {
 /** One loader's conversation: starts at HELLO, ends when the line closes or the next HELLO. */
 interface Session {
   hello: boolean;
+  /** The method of the running authentication. */
+  method?: string;
   loaderNonce?: Buffer;
   deviceNonce?: Buffer;
+  /** cert-rsa: the loader's certificate, checked at AUTH_CHALLENGE. */
+  loaderCert?: Certificate;
   authenticated: boolean;
   staged?: Staged;
 }
@@ -101,8 +128,9 @@ const TMK_ALGORITHMS: Readonly<Record<string, MasterKeyAlgorithm>> = { T: 'tdes'
 export class KeyloadDevice {
   readonly pad: PinPad;
   readonly vendor: string;
-  readonly #kbpk: KeyHandle;
-  readonly #auth: KeyloadAuthenticator & { destroy(): void };
+  readonly #kbpk: KeyHandle | undefined;
+  readonly #auth: (KeyloadAuthenticator & { destroy(): void }) | undefined;
+  readonly #identity: CertIdentity | undefined;
   readonly #store: KeyloadDeviceOptions['store'];
   readonly #required: readonly string[];
   readonly #certificate: string | undefined;
@@ -116,8 +144,12 @@ export class KeyloadDevice {
     if (options?.pad === undefined)
       throw keyloadError(KeyloadErrorCode.OPTION, 'a PinPad is required', 'pad');
     this.pad = options.pad;
-    this.#kbpk = transportKeyHandle(options.kbpk?.algorithm, options.kbpk?.key);
-    this.#auth = kbpkAuthenticator(this.#kbpk);
+    if (options.kbpk === undefined && options.certAuth === undefined)
+      throw keyloadError(KeyloadErrorCode.OPTION, 'give a transport KBPK, certAuth, or both', 'kbpk');
+    this.#identity = deviceIdentity(options);
+    this.#kbpk =
+      options.kbpk === undefined ? undefined : transportKeyHandle(options.kbpk.algorithm, options.kbpk.key);
+    this.#auth = this.#kbpk === undefined ? undefined : kbpkAuthenticator(this.#kbpk);
     this.vendor = options.vendor ?? DEFAULT_VENDOR;
     this.#store = options.store;
     this.#required = options.requiredApps ?? REQUIRED_APP_ORDER;
@@ -137,9 +169,9 @@ export class KeyloadDevice {
     return this.#tamperLatched ? 'attack' : 'none';
   }
 
-  /** Legacy KCV of the factory KBPK. */
-  get kbpkKcv(): string {
-    return this.#auth.kbpkKcv;
+  /** Legacy KCV of the factory KBPK; undefined on a certificate-only device. */
+  get kbpkKcv(): string | undefined {
+    return this.#auth?.kbpkKcv;
   }
 
   /** The device is opened or hit: keys zeroised, "security attack" until a service reset. */
@@ -173,9 +205,9 @@ export class KeyloadDevice {
       apps: [...d.apps],
       clock: this.pad.clock().toISOString(),
       tamper: this.tamperState,
-      authMethods: [AUTH_METHOD_KBPK],
-      kbpkKcv: this.#auth.kbpkKcv,
+      authMethods: [...(this.#auth ? [AUTH_METHOD_KBPK] : []), ...(this.#identity ? [AUTH_METHOD_CERT] : [])],
     };
+    if (this.#auth !== undefined) info.kbpkKcv = this.#auth.kbpkKcv;
     if (this.#tid !== undefined) info.tid = this.#tid;
     if (this.#certificate !== undefined) info.certificate = this.#certificate;
     return info;
@@ -211,8 +243,8 @@ export class KeyloadDevice {
 
   /** Zeroises the transport key material this object holds. */
   destroy(): void {
-    this.#auth.destroy();
-    this.#kbpk.destroy();
+    this.#auth?.destroy();
+    this.#kbpk?.destroy();
   }
 
   // --- protocol ------------------------------------------------------------------------------
@@ -257,32 +289,100 @@ export class KeyloadDevice {
   async #challenge(session: Session, msg: MessageOf<'AUTH_CHALLENGE'>): Promise<KeyloadMessage> {
     if (!session.hello) return deviceError('SEQUENCE', 'HELLO first');
     if (this.#tamperLatched) return deviceError('TAMPERED', 'security attack: the device was opened or hit');
-    if (msg.method !== AUTH_METHOD_KBPK)
-      return deviceError('AUTH_METHOD', `authentication method ${msg.method} not supported`);
-    session.authenticated = false;
+    this.#resetAuth(session);
+    if (msg.method === AUTH_METHOD_KBPK && this.#auth !== undefined) {
+      const { loaderNonce, deviceNonce } = this.#startAuth(session, msg);
+      const proof = await prove(this.#auth, 'device', [loaderNonce, deviceNonce, this.#serial()]);
+      return { type: 'AUTH_RESPONSE', nonce: deviceNonce, proof };
+    }
+    if (msg.method === AUTH_METHOD_CERT && this.#identity !== undefined)
+      return this.#challengeCert(session, msg, this.#identity);
+    return deviceError('AUTH_METHOD', `authentication method ${msg.method} not supported`);
+  }
+
+  #startAuth(
+    session: Session,
+    msg: MessageOf<'AUTH_CHALLENGE'>,
+  ): { loaderNonce: Buffer; deviceNonce: Buffer } {
+    session.method = msg.method;
     session.loaderNonce = Buffer.from(msg.nonce);
     session.deviceNonce = randomBytes(NONCE_BYTES);
-    const proof = await prove(this.#auth, 'device', [
-      session.loaderNonce,
-      session.deviceNonce,
+    return { loaderNonce: session.loaderNonce, deviceNonce: session.deviceNonce };
+  }
+
+  /** cert-rsa: checks the loader's certificate at the device clock, then signs the session. */
+  #challengeCert(session: Session, msg: MessageOf<'AUTH_CHALLENGE'>, id: CertIdentity): KeyloadMessage {
+    if (msg.loaderCertificate === undefined)
+      return deviceError('BAD_MESSAGE', 'cert-rsa: AUTH_CHALLENGE lacks the loader certificate');
+    try {
+      session.loaderCert = checkPeerCertificate(
+        msg.loaderCertificate,
+        id.vendorCa,
+        'kdh',
+        this.pad.clock(),
+        'key loading device',
+      );
+    } catch (e) {
+      return certRefusal(e);
+    }
+    const { loaderNonce } = this.#startAuth(session, msg);
+    const proof = signCertProof(id.privateKey, 'device', this.#certParts(session));
+    return { type: 'AUTH_RESPONSE', nonce: session.deviceNonce!, proof, echo: loaderNonce };
+  }
+
+  /** What every cert-rsa proof of the session covers: both nonces, both certificates, the serial. */
+  #certParts(session: Session, ...more: Uint8Array[]): Uint8Array[] {
+    return [
+      session.loaderNonce!,
+      session.deviceNonce!,
+      certHash(session.loaderCert!),
+      certHash(this.#identity!.cert),
       this.#serial(),
-    ]);
-    return { type: 'AUTH_RESPONSE', nonce: session.deviceNonce, proof };
+      ...more,
+    ];
   }
 
   async #confirm(session: Session, msg: MessageOf<'AUTH_CONFIRM'>): Promise<KeyloadMessage> {
     const { loaderNonce, deviceNonce } = session;
     if (loaderNonce === undefined || deviceNonce === undefined)
       return deviceError('SEQUENCE', 'AUTH_CHALLENGE first');
-    const ok = await verifyProof(this.#auth, 'loader', [deviceNonce, loaderNonce, this.#serial()], msg.proof);
-    if (!ok) {
-      session.loaderNonce = undefined;
-      session.deviceNonce = undefined;
-      return deviceError('AUTH_FAILED', 'the key loading device does not hold this device’s transport key');
+    if (session.method === AUTH_METHOD_CERT) {
+      const refused = this.#confirmCert(session, msg);
+      if (refused !== undefined) return refused;
+    } else {
+      const ok = await verifyProof(
+        this.#auth!,
+        'loader',
+        [deviceNonce, loaderNonce, this.#serial()],
+        msg.proof,
+      );
+      if (!ok) {
+        this.#resetAuth(session);
+        return deviceError('AUTH_FAILED', 'the key loading device does not hold this device’s transport key');
+      }
     }
     session.authenticated = true;
     this.#onEvent?.({ kind: 'authenticated' });
     return { type: 'AUTH_OK' };
+  }
+
+  /** cert-rsa AUTH_CONFIRM: must answer this session's nonce, signed by the checked loader key. */
+  #confirmCert(session: Session, msg: MessageOf<'AUTH_CONFIRM'>): MessageOf<'ERROR'> | undefined {
+    if (msg.echo === undefined || !constantTimeEqual(msg.echo, session.deviceNonce!)) {
+      this.#resetAuth(session);
+      return deviceError(
+        'NONCE',
+        'AUTH_CONFIRM answers another device nonce (replayed or from another session)',
+      );
+    }
+    if (!verifyCertProof(session.loaderCert!, 'loader', this.#certParts(session), msg.proof)) {
+      this.#resetAuth(session);
+      return deviceError(
+        'CERT_SIGNATURE',
+        'the key loading device’s signature does not verify under its certificate',
+      );
+    }
+    return undefined;
   }
 
   async #load(session: Session, msg: MessageOf<'LOAD_KEY'>): Promise<KeyloadMessage> {
@@ -293,29 +393,67 @@ export class KeyloadDevice {
     if (!Number.isInteger(msg.slot) || msg.slot >= this.pad.slotCount) {
       return deviceError('SLOT', `slot must be from 0 to ${this.pad.slotCount - 1}`);
     }
-    const staged = this.#unwrap(msg);
+    const staged = session.method === AUTH_METHOD_CERT ? this.#openToken(session, msg) : this.#unwrap(msg);
     if ('code' in staged) return staged;
     this.#dropStaged(session);
     session.staged = staged;
-    const proof = await prove(this.#auth, 'loaded', [
-      session.loaderNonce!,
-      session.deviceNonce!,
-      Buffer.from([staged.slot]),
-      Buffer.from(staged.kcv, 'ascii'),
-    ]);
+    const slotKcv = [Buffer.from([staged.slot]), Buffer.from(staged.kcv, 'ascii')];
+    const proof =
+      session.method === AUTH_METHOD_CERT
+        ? signCertProof(this.#identity!.privateKey, 'loaded', this.#certParts(session, ...slotKcv))
+        : await prove(this.#auth!, 'loaded', [session.loaderNonce!, session.deviceNonce!, ...slotKcv]);
     this.#onEvent?.({ kind: 'staged', slot: staged.slot, kcv: staged.kcv });
     return { type: 'KEY_LOADED', slot: staged.slot, kcv: staged.kcv, algorithm: staged.algorithm, proof };
   }
 
   #unwrap(msg: MessageOf<'LOAD_KEY'>): Staged | MessageOf<'ERROR'> {
+    if (msg.block === undefined) return deviceError('KEY_BLOCK', 'kbpk-cmac: LOAD_KEY carries a TR-31 block');
     let opened: { header: { usage: string; algorithm: string }; key: Buffer };
     try {
-      opened = unwrapKeyBlock({ kbpk: this.#kbpk, block: msg.block });
+      opened = unwrapKeyBlock({ kbpk: this.#kbpk!, block: msg.block });
     } catch (e) {
       const code = (e as { code?: string }).code ?? 'error';
       return deviceError('KEY_BLOCK', `the TR-31 block does not open under the transport key (${code})`);
     }
-    const { header, key } = opened;
+    return this.#stage(msg.slot, opened.header, opened.key);
+  }
+
+  /**
+   * cert-rsa: opens the TR-34 token enveloped to this device's certificate. It must be signed by
+   * the loader authenticated in this session and answer this session's device nonce.
+   */
+  #openToken(session: Session, msg: MessageOf<'LOAD_KEY'>): Staged | MessageOf<'ERROR'> {
+    if (msg.token === undefined) return deviceError('KEY_BLOCK', 'cert-rsa: LOAD_KEY carries a TR-34 token');
+    const id = this.#identity!;
+    let opened: ReturnType<typeof openKeyToken>;
+    try {
+      opened = openKeyToken({
+        token: Buffer.from(msg.token, 'base64'),
+        krd: { cert: id.cert, privateKey: id.privateKey },
+        caRoot: id.vendorCa,
+        expectedNonce: session.deviceNonce!,
+        at: this.pad.clock(),
+      });
+    } catch (e) {
+      return tokenRefusal(e);
+    }
+    if (!opened.kdhCert.der.equals(session.loaderCert!.der)) {
+      zeroize(opened.clearKey);
+      return deviceError(
+        'CERT_UNTRUSTED',
+        'the TR-34 token is signed by another KDH than the one authenticated',
+      );
+    }
+    const header = { usage: opened.header.slice(5, 7), algorithm: opened.header.slice(7, 8) };
+    return this.#stage(msg.slot, header, opened.clearKey);
+  }
+
+  /** Accepts a double-length TDES or SM4 TMK and computes its check value. */
+  #stage(
+    slot: number,
+    header: { usage: string; algorithm: string },
+    key: Buffer,
+  ): Staged | MessageOf<'ERROR'> {
     const algorithm = TMK_ALGORITHMS[header.algorithm];
     if (!TMK_USAGES.includes(header.usage) || algorithm === undefined || key.length !== 16) {
       zeroize(key);
@@ -327,7 +465,7 @@ export class KeyloadDevice {
     const handle = createKey(algorithm, key);
     try {
       return {
-        slot: msg.slot,
+        slot,
         algorithm,
         key,
         kcv: checkValue(handle, { method: 'legacy', length: 3 }).value,
@@ -341,9 +479,18 @@ export class KeyloadDevice {
     const staged = session.staged;
     if (!session.authenticated || staged === undefined)
       return deviceError('NOTHING_STAGED', 'LOAD_KEY first');
-    const tidBytes = Buffer.from(msg.tid, 'utf8');
-    const parts = [session.loaderNonce!, session.deviceNonce!, tidBytes, Buffer.from(msg.kcv, 'ascii')];
-    if (!(await verifyProof(this.#auth, 'bind', parts, msg.proof))) {
+    const tidKcv = [Buffer.from(msg.tid, 'utf8'), Buffer.from(msg.kcv, 'ascii')];
+    if (session.method === AUTH_METHOD_CERT) {
+      if (!verifyCertProof(session.loaderCert!, 'bind', this.#certParts(session, ...tidKcv), msg.proof))
+        return deviceError('CERT_SIGNATURE', 'BIND is not signed by the key loading device of this session');
+    } else if (
+      !(await verifyProof(
+        this.#auth!,
+        'bind',
+        [session.loaderNonce!, session.deviceNonce!, ...tidKcv],
+        msg.proof,
+      ))
+    ) {
       return deviceError('AUTH_FAILED', 'BIND is not authenticated by this session');
     }
     if (msg.kcv !== staged.kcv)
@@ -379,11 +526,45 @@ export class KeyloadDevice {
     session.staged = undefined;
   }
 
-  #endSession(session: Session): void {
+  #resetAuth(session: Session): void {
     this.#dropStaged(session);
-    session.hello = false;
     session.authenticated = false;
+    session.method = undefined;
     session.loaderNonce = undefined;
     session.deviceNonce = undefined;
+    session.loaderCert = undefined;
   }
+
+  #endSession(session: Session): void {
+    this.#resetAuth(session);
+    session.hello = false;
+  }
+}
+
+/** The device's cert-rsa identity, checked at start. */
+function deviceIdentity(options: KeyloadDeviceOptions): CertIdentity | undefined {
+  if (options.certAuth === undefined) return undefined;
+  if (options.certificate === undefined)
+    throw keyloadError(KeyloadErrorCode.OPTION, 'certAuth needs the device certificate', 'certificate');
+  return certIdentity({ ...options.certAuth, certificate: options.certificate }, 'certAuth');
+}
+
+/** A certificate check failure as the device's ERROR. */
+function certRefusal(e: unknown): MessageOf<'ERROR'> {
+  if (e instanceof KeyloadError && e.code === KeyloadErrorCode.CERT_UNTRUSTED)
+    return deviceError('CERT_UNTRUSTED', e.reason);
+  if (e instanceof KeyloadError && e.code === KeyloadErrorCode.CERT_VALIDITY)
+    return deviceError('CERT_VALIDITY', e.reason);
+  throw e;
+}
+
+/** A TR-34 token failure as the device's ERROR: nonce, signature and certificate get their own codes. */
+function tokenRefusal(e: unknown): MessageOf<'ERROR'> {
+  const code = e instanceof PoskeyError ? e.code : 'error';
+  const reason = `the TR-34 token was refused (${code}): ${e instanceof PoskeyError ? e.reason : 'malformed'}`;
+  if (code === 'POSKEY_ERR_TR34_NONCE') return deviceError('NONCE', reason);
+  if (code === 'POSKEY_ERR_TR34_SIGNATURE') return deviceError('CERT_SIGNATURE', reason);
+  const cert = certFailureOf(e);
+  if (cert !== undefined && code !== 'POSKEY_ERR_ASN1') return deviceError(cert, reason);
+  return deviceError('KEY_BLOCK', reason);
 }

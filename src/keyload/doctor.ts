@@ -10,10 +10,12 @@
  *   link            something answers, in this protocol (wiring, COM port, baud, restart, brand)
  *   protocol        the device speaks this protocol version and authentication method (brand)
  *   clock           the device clock is within tolerance of the PC's (the date check)
- *   certificate     a device certificate, if any, is within its validity
+ *   certificate     a device certificate, if any, is within its validity and (with a vendor CA)
+ *                   is a KRD certificate signed by that CA
  *   apps            the applications are installed, in the required order
  *   tamper          the device is not in its "security attack" state
- *   transport-key   mutual authentication with the transport KBPK succeeds
+ *   transport-key   mutual authentication succeeds: with the transport KBPK (kbpk-cmac) or with
+ *                   poskey's KDH certificate (cert-rsa)
  *   host, hsm       the POSP host and the HSM accept TCP connections
  *
  * Every result has a stable code POSKEY_DOCTOR_*; DIAGNOSES gives its cause and fix (also in
@@ -22,11 +24,20 @@
 import { readFile, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { PoskeyError } from '../errors.js';
-import { authenticate, DEFAULT_CLOCK_TOLERANCE_MS, deviceFindings, hello } from './loader.js';
+import { type CertCredentials, type CertIdentity, certIdentity, checkPeerCertificate } from './cert-auth.js';
 import {
+  authenticate,
+  authenticateCert,
+  DEFAULT_CLOCK_TOLERANCE_MS,
+  deviceFindings,
+  hello,
+} from './loader.js';
+import {
+  AUTH_METHOD_CERT,
   type KeyloadAuthenticator,
   KeyloadErrorCode,
   type KeyloadErrorCodeValue,
+  keyloadError,
   type MessageOf,
   REQUIRED_APP_ORDER,
 } from './protocol.js';
@@ -41,6 +52,7 @@ import {
   parseHostPort,
   targetName,
 } from './transport.js';
+import { parseCertificate } from './x509.js';
 
 /** What each diagnosis means and how to fix it. */
 export const DIAGNOSES = Object.freeze({
@@ -109,6 +121,24 @@ export const DIAGNOSES = Object.freeze({
     title: 'the device certificate is outside its validity',
     cause: 'the certificate expired or is not valid yet, or the PC clock is wrong',
     fix: 'check the PC clock first; if it is right, have the vendor renew the device certificate',
+  },
+  POSKEY_DOCTOR_CERT_OTHER_CA: {
+    title: 'the certificate does not match: not issued by the trusted vendor CA',
+    cause:
+      'the device certificate (or, refused by the device, poskey’s loader certificate) was issued by another CA or for another role (KDH/KRD): another vendor, a test CA, or the wrong file',
+    fix: 'give --vendor-ca the root of this device’s vendor and --kld-cert a KDH certificate issued by it; compare the issuer shown above with `poskey ca show`',
+  },
+  POSKEY_DOCTOR_CERT_SIGNATURE: {
+    title: 'a certificate proof does not verify',
+    cause:
+      'one side signs with a private key that does not belong to its certificate (a replaced key or certificate file), or the line is tampered with',
+    fix: 'pair each certificate with its own key (--kld-cert with --kld-key; on the device, have the vendor reissue the certificate for its key)',
+  },
+  POSKEY_DOCTOR_NONCE: {
+    title: 'an answer is bound to another session',
+    cause:
+      'a recorded message was replayed, or something between poskey and the device relays another session',
+    fix: 'connect poskey directly to the device (no bridge or hub you do not control) and retry; report repeated occurrences',
   },
   POSKEY_DOCTOR_APP_ORDER: {
     title: 'the applications were loaded in the wrong order',
@@ -187,6 +217,10 @@ export interface DoctorOptions {
   hsm?: string;
   /** The transport key, to test mutual authentication. */
   transportKey?: KeyloadAuthenticator;
+  /** Vendor CA root (PEM) the device certificate must chain to (also taken from `certAuth`). */
+  vendorCa?: string;
+  /** poskey's KDH certificate and key, to test cert-rsa authentication (preferred over the KBPK). */
+  certAuth?: CertCredentials | CertIdentity;
   clockToleranceMs?: number;
   requiredApps?: readonly string[];
   now?: () => Date;
@@ -214,6 +248,10 @@ const BY_ERROR: Readonly<Partial<Record<KeyloadErrorCodeValue, DoctorCode>>> = {
   [KeyloadErrorCode.APP_MISSING]: 'POSKEY_DOCTOR_APP_MISSING',
   [KeyloadErrorCode.TAMPERED]: 'POSKEY_DOCTOR_TAMPERED',
   [KeyloadErrorCode.AUTH]: 'POSKEY_DOCTOR_TRANSPORT_KEY',
+  [KeyloadErrorCode.CERT_UNTRUSTED]: 'POSKEY_DOCTOR_CERT_OTHER_CA',
+  [KeyloadErrorCode.CERT_VALIDITY]: 'POSKEY_DOCTOR_CERT_VALIDITY',
+  [KeyloadErrorCode.CERT_SIGNATURE]: 'POSKEY_DOCTOR_CERT_SIGNATURE',
+  [KeyloadErrorCode.NONCE]: 'POSKEY_DOCTOR_NONCE',
 };
 
 /**
@@ -434,14 +472,7 @@ async function deviceChain(
           )
         : fail('clock', 'POSKEY_DOCTOR_CLOCK_SKEW', skew.reason),
     );
-    const cert = finding(KeyloadErrorCode.CERTIFICATE);
-    if (info.certificate === undefined) checks.push(skip('certificate', 'the device has no certificate'));
-    else
-      checks.push(
-        cert === undefined
-          ? pass('certificate', 'within its validity')
-          : fail('certificate', 'POSKEY_DOCTOR_CERT_VALIDITY', cert.reason),
-      );
+    checks.push(certificateCheck(info, finding(KeyloadErrorCode.CERTIFICATE), options));
     const apps = finding(KeyloadErrorCode.APP_MISSING) ?? finding(KeyloadErrorCode.APP_ORDER);
     const required = options.requiredApps ?? REQUIRED_APP_ORDER;
     checks.push(
@@ -461,11 +492,13 @@ async function deviceChain(
         ? pass('tamper', 'no tamper alarm')
         : fail('tamper', 'POSKEY_DOCTOR_TAMPERED', tampered.reason),
     );
-    if (options.transportKey === undefined) {
-      checks.push(skip('transport-key', 'no transport key given'));
+    if (options.transportKey === undefined && options.certAuth === undefined) {
+      checks.push(skip('transport-key', 'no transport key or loader certificate given'));
     } else if (tampered !== undefined) {
       checks.push(skip('transport-key', 'a tampered device refuses authentication'));
-    } else {
+    } else if (options.certAuth !== undefined) {
+      checks.push(await certAuthCheck(link, info, options));
+    } else if (options.transportKey !== undefined) {
       try {
         await authenticate(link, options.transportKey, info);
         checks.push(
@@ -477,5 +510,63 @@ async function deviceChain(
     }
   } finally {
     await link.close().catch(() => undefined);
+  }
+}
+
+/** The vendor CA root of the options, parsed. */
+function vendorCaOf(options: DoctorOptions): CertIdentity['vendorCa'] | undefined {
+  const c = options.certAuth;
+  if (c !== undefined) return 'cert' in c ? c.vendorCa : certIdentity(c, '--kld-cert').vendorCa;
+  if (options.vendorCa === undefined) return undefined;
+  try {
+    return parseCertificate(options.vendorCa);
+  } catch (e) {
+    throw keyloadError(KeyloadErrorCode.OPTION, 'is not a PEM certificate', '--vendor-ca', e);
+  }
+}
+
+/** Validity first (a wrong PC clock explains both), then the chain to the vendor CA. */
+function certificateCheck(
+  info: MessageOf<'DEVICE_INFO'>,
+  validity: { reason: string } | undefined,
+  options: DoctorOptions,
+): DoctorCheck {
+  if (info.certificate === undefined) {
+    return info.authMethods.includes(AUTH_METHOD_CERT)
+      ? fail(
+          'certificate',
+          'POSKEY_DOCTOR_CERT_OTHER_CA',
+          'the device offers cert-rsa but presents no certificate',
+        )
+      : skip('certificate', 'the device has no certificate');
+  }
+  if (validity !== undefined) return fail('certificate', 'POSKEY_DOCTOR_CERT_VALIDITY', validity.reason);
+  const ca = vendorCaOf(options);
+  if (ca === undefined)
+    return pass('certificate', 'within its validity (no --vendor-ca: issuer not checked)');
+  try {
+    const now = (options.now ?? (() => new Date()))();
+    const cert = checkPeerCertificate(info.certificate, ca, 'krd', now, 'device');
+    return pass(
+      'certificate',
+      `KRD certificate ${cert.subject.text} of ${ca.subject.text}, within its validity`,
+    );
+  } catch (e) {
+    return failFrom('certificate', e);
+  }
+}
+
+async function certAuthCheck(
+  link: Link,
+  info: MessageOf<'DEVICE_INFO'>,
+  options: DoctorOptions,
+): Promise<DoctorCheck> {
+  const c = options.certAuth!;
+  const id = 'cert' in c ? c : certIdentity(c, '--kld-cert');
+  try {
+    await authenticateCert(link, id, info, (options.now ?? (() => new Date()))());
+    return pass('transport-key', `mutual authentication with cert-rsa as ${id.cert.subject.text} succeeded`);
+  } catch (e) {
+    return failFrom('transport-key', e);
   }
 }

@@ -20,6 +20,7 @@ import type { CheckValue } from '../crypto/kcv.js';
 import { PoskeyError } from '../errors.js';
 import type {
   ExportKeyRequest,
+  ExportTr34Request,
   GeneratedKey,
   GenerateKeyRequest,
   KeyAlgorithm,
@@ -28,6 +29,16 @@ import type {
 import type { AuditEntry } from '../hsm/audit.js';
 import type { Repository, StoredKey } from '../store/types.js';
 import {
+  type CertCredentials,
+  type CertIdentity,
+  certHash,
+  certIdentity,
+  checkPeerCertificate,
+  signCertProof,
+  verifyCertProof,
+} from './cert-auth.js';
+import {
+  AUTH_METHOD_CERT,
   AUTH_METHOD_KBPK,
   checkAppOrder,
   describeAppOrder,
@@ -44,6 +55,7 @@ import {
   PROTOCOL_VERSION,
   prove,
   REQUIRED_APP_ORDER,
+  TR34_TMK_HEADER,
   verifyProof,
 } from './protocol.js';
 import {
@@ -54,6 +66,7 @@ import {
   openTarget,
   targetName,
 } from './transport.js';
+import type { Certificate } from './x509.js';
 
 /** Default tolerance between the PC's clock and the device's. */
 export const DEFAULT_CLOCK_TOLERANCE_MS = 5 * 60_000;
@@ -73,6 +86,11 @@ export interface KeyloadHsm {
     method?: 'legacy' | 'cmac',
     length?: number,
   ): CheckValue | Promise<CheckValue>;
+  /** cert-rsa only: the TMK as a TR-34 token to the device certificate, built inside the HSM. */
+  exportKeyTr34?(
+    req: ExportTr34Request,
+    actor?: string,
+  ): { token: string; kcv: CheckValue } | Promise<{ token: string; kcv: CheckValue }>;
 }
 
 /** A terminal as injection sees it. */
@@ -90,8 +108,11 @@ export interface Binding {
   serial: string;
   /** The TMK as an LMK key block of poskey's HSM, with the HSM's KCV. */
   tmk: StoredKey;
-  /** The same TMK as the device received it: TR-31 under the transport KBPK, with the device's KCV. */
-  delivered: { block: string; kcv: string };
+  /**
+   * The same TMK as the device received it, with the device's KCV: TR-31 under the transport KBPK
+   * (kbpk-cmac) or a TR-34 token (cert-rsa; `tr34: true`).
+   */
+  delivered: { block: string; kcv: string; tr34?: boolean };
 }
 
 /** Where terminals are registered: the host's store, or its admin API. */
@@ -117,6 +138,8 @@ export interface TransportKey {
 export type TmkSource = 'auto' | 'hsm' | 'registry';
 
 export interface DeviceCheckOptions {
+  /** The authentication method that will be used; undefined: any method poskey speaks. */
+  method?: string;
   /** PC clock; default `new Date()`. */
   now?: () => Date;
   clockToleranceMs?: number;
@@ -129,7 +152,13 @@ export interface InjectOptions extends DeviceCheckOptions {
   tid: string;
   hsm: KeyloadHsm;
   registry: KeyloadRegistry;
-  transportKey: TransportKey;
+  /** kbpk-cmac: the transport KBPK. Give this or `certAuth`. */
+  transportKey?: TransportKey;
+  /**
+   * cert-rsa: poskey's KDH certificate and key, and the vendor CA root the device certificate
+   * must chain to. The TMK then travels as a TR-34 token (the HSM needs `exportKeyTr34`).
+   */
+  certAuth?: CertCredentials | CertIdentity;
   /** 'auto' (default): the registry's TMK when it has one, else a new one from the HSM. */
   tmkSource?: TmkSource;
   slot?: number;
@@ -207,10 +236,11 @@ export function deviceFindings(
   const tolerance = options.clockToleranceMs ?? DEFAULT_CLOCK_TOLERANCE_MS;
   const required = options.requiredApps ?? REQUIRED_APP_ORDER;
   const out: DeviceFinding[] = [];
-  if (info.version !== PROTOCOL_VERSION || !info.authMethods.includes(AUTH_METHOD_KBPK)) {
+  const methods = options.method === undefined ? [AUTH_METHOD_KBPK, AUTH_METHOD_CERT] : [options.method];
+  if (info.version !== PROTOCOL_VERSION || !methods.some((m) => info.authMethods.includes(m))) {
     out.push({
       code: KeyloadErrorCode.WRONG_PROTOCOL,
-      reason: `${info.vendor} ${info.model} speaks protocol version ${info.version} (${info.authMethods.join(', ') || 'no known authentication'}); poskey speaks ${PROTOCOL_VERSION} with ${AUTH_METHOD_KBPK}`,
+      reason: `${info.vendor} ${info.model} speaks protocol version ${info.version} (${info.authMethods.join(', ') || 'no known authentication'}); poskey speaks ${PROTOCOL_VERSION} with ${methods.join(' or ')}`,
     });
   }
   if (info.tamper === 'attack') {
@@ -228,7 +258,10 @@ export function deviceFindings(
   }
   if (info.certificate !== undefined) {
     const problem = certificateProblem(info.certificate, now);
-    if (problem !== undefined) out.push({ code: KeyloadErrorCode.CERTIFICATE, reason: problem });
+    // On the cert path the certificate is the credential: its validity has the cert-rsa code.
+    const code =
+      options.method === AUTH_METHOD_CERT ? KeyloadErrorCode.CERT_VALIDITY : KeyloadErrorCode.CERTIFICATE;
+    if (problem !== undefined) out.push({ code, reason: problem });
   }
   const order = checkAppOrder(info.apps, required);
   if (!order.ok) {
@@ -316,6 +349,8 @@ export async function injectTmk(options: InjectOptions): Promise<InjectionReport
   if (!['auto', 'hsm', 'registry'].includes(source)) {
     throw keyloadError(KeyloadErrorCode.OPTION, "must be 'auto', 'hsm' or 'registry'", 'tmkSource');
   }
+  const identity = loaderIdentity(options);
+  const checks = { ...options, method: identity === undefined ? AUTH_METHOD_KBPK : AUTH_METHOD_CERT };
   const step = options.onStep ?? (() => undefined);
   step('open');
   const transport =
@@ -326,7 +361,7 @@ export async function injectTmk(options: InjectOptions): Promise<InjectionReport
   try {
     step('hello');
     info = await hello(link, options);
-    const findings = deviceFindings(info, options);
+    const findings = deviceFindings(info, checks);
     if (findings.length > 0) throw keyloadError(findings[0]!.code, findings[0]!.reason, 'device');
     const now = (options.now ?? (() => new Date()))();
 
@@ -350,24 +385,23 @@ export async function injectTmk(options: InjectOptions): Promise<InjectionReport
     }
 
     step('authenticate');
-    const session = await authenticate(link, options.transportKey.auth, info);
+    const session =
+      identity === undefined
+        ? await authenticate(link, options.transportKey!.auth, info)
+        : await authenticateCert(link, identity, info, now);
 
     step('tmk');
-    const tmk = await tmkFor(options, record, source);
+    const tmk = await tmkFor(options, record, source, session);
 
     step('load');
-    const loaded = expect(await link.request({ type: 'LOAD_KEY', slot, block: tmk.block }), 'KEY_LOADED');
-    const loadedParts = [
-      session.loaderNonce,
-      session.deviceNonce,
-      Buffer.from([loaded.slot]),
-      Buffer.from(loaded.kcv, 'ascii'),
-    ];
-    if (
-      loaded.slot !== slot ||
-      !(await verifyProof(options.transportKey.auth, 'loaded', loadedParts, loaded.proof))
-    ) {
-      throw keyloadError(KeyloadErrorCode.AUTH, 'KEY_LOADED is not authenticated by this session', 'device');
+    const load = tmk.tr34 ? { token: tmk.block } : { block: tmk.block };
+    const loaded = expect(await link.request({ type: 'LOAD_KEY', slot, ...load }), 'KEY_LOADED');
+    if (loaded.slot !== slot || !(await session.verifyLoaded(loaded.slot, loaded.kcv, loaded.proof))) {
+      throw keyloadError(
+        identity === undefined ? KeyloadErrorCode.AUTH : KeyloadErrorCode.CERT_SIGNATURE,
+        'KEY_LOADED is not authenticated by this session',
+        'device',
+      );
     }
     if (!constantTimeEqual(Buffer.from(loaded.kcv, 'ascii'), Buffer.from(tmk.deviceKcv, 'ascii'))) {
       throw keyloadError(
@@ -383,18 +417,12 @@ export async function injectTmk(options: InjectOptions): Promise<InjectionReport
         tid,
         serial: info!.serial,
         tmk: { block: tmk.lmkBlock, kcv: tmk.registryKcv },
-        delivered: { block: tmk.block, kcv: loaded.kcv },
+        delivered: { block: tmk.block, kcv: loaded.kcv, ...(tmk.tr34 ? { tr34: true } : {}) },
       }),
     );
 
     step('bind-device');
-    const bindParts = [
-      session.loaderNonce,
-      session.deviceNonce,
-      Buffer.from(tid, 'utf8'),
-      Buffer.from(loaded.kcv, 'ascii'),
-    ];
-    const proof = await prove(options.transportKey.auth, 'bind', bindParts);
+    const proof = await session.proveBind(tid, loaded.kcv);
     expect(await link.request({ type: 'BIND', tid, kcv: loaded.kcv, proof }), 'BIND_ACK');
 
     const report: InjectionReport = {
@@ -450,10 +478,30 @@ export async function hello(
   return expect(reply, 'DEVICE_INFO');
 }
 
-/** The nonces of an authenticated session. */
+/** An authenticated session: its nonces, and the proofs of the method it was authenticated with. */
 export interface AuthenticatedSession {
+  method: string;
   loaderNonce: Buffer;
   deviceNonce: Buffer;
+  /** Checks the device's KEY_LOADED proof. */
+  verifyLoaded(slot: number, kcv: string, proof: Uint8Array): Promise<boolean>;
+  /** poskey's BIND proof. */
+  proveBind(tid: string, kcv: string): Promise<Buffer>;
+  /** cert-rsa: the device certificate (the TR-34 recipient) and poskey's identity. */
+  cert?: { device: Certificate; loader: CertIdentity };
+}
+
+/** Exactly one of `transportKey` and `certAuth`; cert credentials parsed once. */
+function loaderIdentity(options: InjectOptions): CertIdentity | undefined {
+  if ((options.transportKey === undefined) === (options.certAuth === undefined))
+    throw keyloadError(
+      KeyloadErrorCode.OPTION,
+      'give transportKey (kbpk-cmac) or certAuth (cert-rsa)',
+      'certAuth',
+    );
+  const c = options.certAuth;
+  if (c === undefined) return undefined;
+  return 'cert' in c ? c : certIdentity(c, 'certAuth');
 }
 
 /**
@@ -484,12 +532,81 @@ export async function authenticate(
   }
   const proof = await prove(auth, 'loader', [deviceNonce, loaderNonce, serial]);
   expect(await link.request({ type: 'AUTH_CONFIRM', proof }), 'AUTH_OK');
-  return { loaderNonce, deviceNonce };
+  const both = (a: Uint8Array, b: Uint8Array) => [loaderNonce, deviceNonce, a, b];
+  const slotKcv = (slot: number, kcv: string) => both(Buffer.from([slot]), Buffer.from(kcv, 'ascii'));
+  return {
+    method: AUTH_METHOD_KBPK,
+    loaderNonce,
+    deviceNonce,
+    verifyLoaded: (slot, kcv, p) => verifyProof(auth, 'loaded', slotKcv(slot, kcv), p),
+    proveBind: (tid, kcv) => prove(auth, 'bind', both(Buffer.from(tid, 'utf8'), Buffer.from(kcv, 'ascii'))),
+  };
+}
+
+/**
+ * cert-rsa mutual authentication: poskey checks the device certificate against the vendor CA,
+ * sends its own with a nonce; the device signs both nonces and both certificate hashes, then
+ * poskey does. See docs/key-injection.md "cert-rsa".
+ * @throws POSKEY_ERR_KEYLOAD_CERT_UNTRUSTED / _CERT_VALIDITY (either certificate),
+ *   POSKEY_ERR_KEYLOAD_NONCE (the device answered another nonce), POSKEY_ERR_KEYLOAD_CERT_SIGNATURE
+ */
+export async function authenticateCert(
+  link: Link,
+  id: CertIdentity,
+  info: MessageOf<'DEVICE_INFO'>,
+  now: Date,
+): Promise<AuthenticatedSession> {
+  if (info.certificate === undefined)
+    throw keyloadError(KeyloadErrorCode.CERT_UNTRUSTED, 'the device presents no certificate', 'certificate');
+  const device = checkPeerCertificate(info.certificate, id.vendorCa, 'krd', now, 'device');
+  const loaderNonce = randomBytes(NONCE_BYTES);
+  const response = expect(
+    await link.request({
+      type: 'AUTH_CHALLENGE',
+      method: AUTH_METHOD_CERT,
+      nonce: loaderNonce,
+      loaderCertificate: id.pem,
+    }),
+    'AUTH_RESPONSE',
+  );
+  if (response.echo === undefined || !constantTimeEqual(response.echo, loaderNonce)) {
+    throw keyloadError(KeyloadErrorCode.NONCE, 'the device answered another nonce than poskey sent', 'nonce');
+  }
+  const deviceNonce = response.nonce;
+  const parts = (...more: Uint8Array[]) => [
+    loaderNonce,
+    deviceNonce,
+    certHash(id.cert),
+    certHash(device),
+    Buffer.from(info.serial, 'utf8'),
+    ...more,
+  ];
+  if (!verifyCertProof(device, 'device', parts(), response.proof)) {
+    throw keyloadError(
+      KeyloadErrorCode.CERT_SIGNATURE,
+      `the device's signature does not verify under its certificate (${device.subject.text}): it does not hold that certificate's key`,
+      'certificate',
+    );
+  }
+  const proof = signCertProof(id.privateKey, 'loader', parts());
+  expect(await link.request({ type: 'AUTH_CONFIRM', proof, echo: deviceNonce }), 'AUTH_OK');
+  const text = (v: string, enc: BufferEncoding) => Buffer.from(v, enc);
+  return {
+    method: AUTH_METHOD_CERT,
+    loaderNonce,
+    deviceNonce,
+    cert: { device, loader: id },
+    verifyLoaded: async (slot, kcv, p) =>
+      verifyCertProof(device, 'loaded', parts(Buffer.from([slot]), text(kcv, 'ascii')), p),
+    proveBind: async (tid, kcv) =>
+      signCertProof(id.privateKey, 'bind', parts(text(tid, 'utf8'), text(kcv, 'ascii'))),
+  };
 }
 
 interface PreparedTmk {
-  /** TR-31 block under the transport KBPK. */
+  /** TR-31 block under the transport KBPK, or (`tr34`) a TR-34 token, base64. */
   block: string;
+  tr34?: boolean;
   /** LMK key block for the registry. */
   lmkBlock: LmkKeyBlock;
   /** The HSM's default KCV, for the registry. */
@@ -503,9 +620,8 @@ async function tmkFor(
   options: InjectOptions,
   record: TerminalRecord,
   source: TmkSource,
+  session: AuthenticatedSession,
 ): Promise<PreparedTmk> {
-  const { hsm, transportKey } = options;
-  const actor = options.actor ?? 'keyload';
   if (source === 'registry' && record.tmk === null) {
     throw keyloadError(
       KeyloadErrorCode.REGISTRY,
@@ -513,6 +629,77 @@ async function tmkFor(
       'tmkSource',
     );
   }
+  if (session.cert !== undefined) return tr34Tmk(options, record, source, session);
+  return tr31Tmk(options, record, source);
+}
+
+function tmkAlgorithm(record: TerminalRecord): KeyAlgorithm {
+  const algorithm = TMK_ALGORITHM[record.keyAlgorithm];
+  if (algorithm === undefined) {
+    throw keyloadError(
+      KeyloadErrorCode.REGISTRY,
+      `unknown key algorithm ${String(record.keyAlgorithm)}`,
+      'keyAlgorithm',
+    );
+  }
+  return algorithm;
+}
+
+/**
+ * cert-rsa: the HSM envelopes the TMK (the registry's, or a new one) to the device certificate
+ * and signs the token with poskey's KDH key; its nonce is the device's session nonce.
+ */
+async function tr34Tmk(
+  options: InjectOptions,
+  record: TerminalRecord,
+  source: TmkSource,
+  session: AuthenticatedSession,
+): Promise<PreparedTmk> {
+  const { hsm } = options;
+  const actor = options.actor ?? 'keyload';
+  const { device, loader } = session.cert!;
+  if (hsm.exportKeyTr34 === undefined)
+    throw keyloadError(KeyloadErrorCode.HSM, 'this HSM cannot build TR-34 tokens (cert-rsa)', 'hsm');
+  const existing = source !== 'hsm' && record.tmk !== null ? record.tmk.block : undefined;
+  const lmkBlock =
+    existing ??
+    (
+      await stage(KeyloadErrorCode.HSM, 'HSM TMK generation', () =>
+        hsm.generateKey({ keyType: 'TMK', algorithm: tmkAlgorithm(record) }, actor),
+      )
+    ).keyBlock;
+  const token: ExportTr34Request['token'] = {
+    kdh: { cert: loader.cert, privateKey: loader.privateKey },
+    krdCert: device,
+    nonce: session.deviceNonce,
+    keyBlockHeader: TR34_TMK_HEADER[record.keyAlgorithm],
+    caRoot: loader.vendorCa,
+  };
+  const out = await stage(KeyloadErrorCode.HSM, 'HSM TR-34 export of the TMK', () =>
+    hsm.exportKeyTr34!({ keyBlock: lmkBlock, token }, actor),
+  );
+  const kcv = await stage(KeyloadErrorCode.HSM, 'HSM check value', () =>
+    hsm.checkValue(lmkBlock, 'legacy', 3),
+  );
+  return {
+    block: out.token,
+    tr34: true,
+    lmkBlock,
+    registryKcv: out.kcv.value,
+    deviceKcv: kcv.value,
+    source: existing === undefined ? 'hsm' : 'registry',
+  };
+}
+
+/** kbpk-cmac: the TMK as TR-31 under the transport KBPK. */
+async function tr31Tmk(
+  options: InjectOptions,
+  record: TerminalRecord,
+  source: TmkSource,
+): Promise<PreparedTmk> {
+  const { hsm } = options;
+  const transportKey = options.transportKey!;
+  const actor = options.actor ?? 'keyload';
   if (source !== 'hsm' && record.tmk !== null) {
     const lmkBlock = record.tmk.block;
     const out = await stage(KeyloadErrorCode.HSM, 'HSM export of the TMK', () =>
@@ -529,14 +716,7 @@ async function tmkFor(
       source: 'registry',
     };
   }
-  const algorithm = TMK_ALGORITHM[record.keyAlgorithm];
-  if (algorithm === undefined) {
-    throw keyloadError(
-      KeyloadErrorCode.REGISTRY,
-      `unknown key algorithm ${String(record.keyAlgorithm)}`,
-      'keyAlgorithm',
-    );
-  }
+  const algorithm = tmkAlgorithm(record);
   const made = await stage(KeyloadErrorCode.HSM, 'HSM TMK generation', () =>
     hsm.generateKey(
       { keyType: 'TMK', algorithm, exportUnder: { kek: transportKey.kbpk, format: 'tr31' } },
@@ -683,6 +863,13 @@ export function adminRegistry(options: AdminRegistryOptions): KeyloadRegistry {
       };
     },
     async bind({ tid, delivered }) {
+      if (delivered.tr34 === true) {
+        throw keyloadError(
+          KeyloadErrorCode.REGISTRY,
+          'the admin API imports TR-31 blocks under a transport KBPK only; cert-rsa injection needs the host store',
+          'registry',
+        );
+      }
       const { status, json } = await call('PUT', `${path(tid)}/tmk`, {
         tmk: { tr31: delivered.block, kek: options.kek },
       });

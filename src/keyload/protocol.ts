@@ -35,8 +35,15 @@ export const MAX_PAYLOAD = 8192;
 export const FRAME_OVERHEAD = 7;
 /** The protocol version this implementation speaks (HELLO / DEVICE_INFO `version`). */
 export const PROTOCOL_VERSION = 1;
-/** The one authentication method implemented: CMAC over both nonces under a KBPK-derived key. */
+/** Authentication by the shared transport KBPK: CMAC over both nonces under a KBPK-derived key. */
 export const AUTH_METHOD_KBPK = 'kbpk-cmac';
+/**
+ * Authentication by certificates of one vendor CA: each side signs both nonces and both
+ * certificates' hashes with its RSA key; the TMK then travels as a TR-34 token (cert-auth.ts).
+ */
+export const AUTH_METHOD_CERT = 'cert-rsa';
+/** TR-31 headers of a TMK inside a TR-34 token: the device reads usage and algorithm from them. */
+export const TR34_TMK_HEADER = Object.freeze({ TDES: 'A0000K0TB00E0000', SM4: 'D0000K04B00E0000' });
 /** Nonce length of each side, bytes. */
 export const NONCE_BYTES = 16;
 
@@ -98,6 +105,14 @@ export const KeyloadErrorCode = Object.freeze({
   AUDIT: 'POSKEY_ERR_KEYLOAD_AUDIT',
   /** A bulk ports file is malformed. */
   BULK_FILE: 'POSKEY_ERR_KEYLOAD_BULK_FILE',
+  /** cert-rsa: a certificate is not issued by the trusted vendor CA, or has the wrong role. */
+  CERT_UNTRUSTED: 'POSKEY_ERR_KEYLOAD_CERT_UNTRUSTED',
+  /** cert-rsa: a certificate is expired or not yet valid (at the checking side's clock). */
+  CERT_VALIDITY: 'POSKEY_ERR_KEYLOAD_CERT_VALIDITY',
+  /** cert-rsa: a signature proof (authentication, KEY_LOADED, BIND, TR-34 token) does not verify. */
+  CERT_SIGNATURE: 'POSKEY_ERR_KEYLOAD_CERT_SIGNATURE',
+  /** An answer is bound to another nonce than this session's (replayed or for another session). */
+  NONCE: 'POSKEY_ERR_KEYLOAD_NONCE',
 });
 
 export type KeyloadErrorCodeValue = (typeof KeyloadErrorCode)[keyof typeof KeyloadErrorCode];
@@ -308,10 +323,16 @@ export const FIELD_TAGS = Object.freeze({
   nonce: 0x20,
   proof: 0x21,
   method: 0x22,
+  /** cert-rsa: the loader's KDH certificate (PEM) in AUTH_CHALLENGE. */
+  loaderCertificate: 0x23,
+  /** cert-rsa: the nonce an answer is bound to, echoed (AUTH_RESPONSE: poskey's, AUTH_CONFIRM: the device's). */
+  echo: 0x24,
   slot: 0x30,
   block: 0x31,
   kcv: 0x32,
   algorithm: 0x33,
+  /** cert-rsa: the TMK as a TR-34 key token (DER, base64) instead of a TR-31 `block`. */
+  token: 0x34,
   code: 0x40,
   reason: 0x41,
 });
@@ -337,10 +358,13 @@ const FIELD_KINDS: Readonly<Record<FieldName, FieldKind>> = {
   nonce: 'bytes',
   proof: 'bytes',
   method: 'text',
+  loaderCertificate: 'text',
+  echo: 'bytes',
   slot: 'uint8',
   block: 'text',
   kcv: 'text',
   algorithm: 'text',
+  token: 'text',
   code: 'uint8',
   reason: 'text',
 };
@@ -445,11 +469,12 @@ export type KeyloadMessage =
       /** Device certificate (PEM), when it has one. */
       certificate?: string;
     }
-  | { type: 'AUTH_CHALLENGE'; method: string; nonce: Buffer }
-  | { type: 'AUTH_RESPONSE'; nonce: Buffer; proof: Buffer }
-  | { type: 'AUTH_CONFIRM'; proof: Buffer }
+  | { type: 'AUTH_CHALLENGE'; method: string; nonce: Buffer; loaderCertificate?: string }
+  | { type: 'AUTH_RESPONSE'; nonce: Buffer; proof: Buffer; echo?: Buffer }
+  | { type: 'AUTH_CONFIRM'; proof: Buffer; echo?: Buffer }
   | { type: 'AUTH_OK' }
-  | { type: 'LOAD_KEY'; slot: number; block: string }
+  /** `block` (TR-31, kbpk-cmac) or `token` (TR-34, cert-rsa). */
+  | { type: 'LOAD_KEY'; slot: number; block?: string; token?: string }
   | { type: 'KEY_LOADED'; slot: number; kcv: string; algorithm: string; proof: Buffer }
   | { type: 'BIND'; tid: string; kcv: string; proof: Buffer }
   | { type: 'BIND_ACK'; tid: string; slot: number }
@@ -465,7 +490,7 @@ const REQUIRED: Readonly<Record<MessageType, readonly FieldName[]>> = {
   AUTH_RESPONSE: ['nonce', 'proof'],
   AUTH_CONFIRM: ['proof'],
   AUTH_OK: [],
-  LOAD_KEY: ['slot', 'block'],
+  LOAD_KEY: ['slot'],
   KEY_LOADED: ['slot', 'kcv', 'algorithm', 'proof'],
   BIND: ['tid', 'kcv', 'proof'],
   BIND_ACK: ['tid', 'slot'],
@@ -513,6 +538,8 @@ export function decodeMessage(frame: Frame): KeyloadMessage {
   ) {
     throw messageError(`nonce must be ${NONCE_BYTES} bytes`, 'nonce');
   }
+  if (type === 'LOAD_KEY' && (fields.block === undefined) === (fields.token === undefined))
+    throw messageError('LOAD_KEY carries a block or a token', 'block');
   return { type, ...fields } as KeyloadMessage;
 }
 
@@ -532,6 +559,10 @@ export const DEVICE_ERRORS = Object.freeze({
   NOTHING_STAGED: { code: 0x09, error: KeyloadErrorCode.MESSAGE },
   STORAGE: { code: 0x0a, error: KeyloadErrorCode.DEVICE },
   AUTH_METHOD: { code: 0x0b, error: KeyloadErrorCode.AUTH },
+  CERT_UNTRUSTED: { code: 0x0c, error: KeyloadErrorCode.CERT_UNTRUSTED },
+  CERT_VALIDITY: { code: 0x0d, error: KeyloadErrorCode.CERT_VALIDITY },
+  CERT_SIGNATURE: { code: 0x0e, error: KeyloadErrorCode.CERT_SIGNATURE },
+  NONCE: { code: 0x0f, error: KeyloadErrorCode.NONCE },
 });
 
 export type DeviceErrorName = keyof typeof DEVICE_ERRORS;
@@ -588,7 +619,12 @@ export function deriveAuthKey(kbpk: KeyHandle): KeyHandle {
 
 /** The MAC input of a proof: label, then each part with a 2-byte length (no ambiguity). */
 export function proofInput(role: ProofRole, parts: readonly Uint8Array[]): Buffer {
-  const chunks: Buffer[] = [Buffer.from(PROOF_LABEL[role], 'ascii')];
+  return labelledInput(PROOF_LABEL[role], parts);
+}
+
+/** A label, then each part with a 2-byte length: no two part lists give the same input. */
+export function labelledInput(label: string, parts: readonly Uint8Array[]): Buffer {
+  const chunks: Buffer[] = [Buffer.from(label, 'ascii')];
   for (const p of parts) {
     const len = Buffer.alloc(2);
     len.writeUInt16BE(p.length);
