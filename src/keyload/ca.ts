@@ -34,6 +34,15 @@ export type CertRole = 'kdh' | 'krd';
 /** Subject OU that marks each role. */
 export const ROLE_MARKER: Readonly<Record<CertRole, string>> = { kdh: 'KDH', krd: 'KRD' };
 
+/**
+ * Key usage this CA puts in each role's certificates: a KRD also signs (its cert-rsa proofs in
+ * serial injection, cert-auth.ts), so it gets digitalSignature beside keyEncipherment.
+ */
+export const ISSUED_KEY_USAGE: Readonly<Record<CertRole, readonly KeyUsage[]>> = {
+  kdh: ['digitalSignature'],
+  krd: ['keyEncipherment', 'digitalSignature'],
+};
+
 /** Key usage each role must carry. */
 export const ROLE_KEY_USAGE: Readonly<Record<CertRole, KeyUsage>> = {
   kdh: 'digitalSignature',
@@ -154,7 +163,7 @@ export function issueCertificate(
     publicKey,
     issuer: { cert: ca.cert, privateKey: ca.privateKey },
     ...validity(opts, DEFAULT_LEAF_DAYS, opts.now ?? new Date()),
-    keyUsage: [ROLE_KEY_USAGE[opts.role]],
+    keyUsage: [...ISSUED_KEY_USAGE[opts.role]],
   });
   return { cert: parseCertificate(der), privateKey: keys?.privateKey };
 }

@@ -54,7 +54,7 @@ for (const algorithm of ['rsa', 'sm2'] as const) {
       assert.equal(krd.cert.subject.ou, 'KRD');
       assert.equal(krd.cert.subject.serialNumber, '82012345');
       assert.deepEqual(kdh.cert.keyUsage, ['digitalSignature']);
-      assert.deepEqual(krd.cert.keyUsage, ['keyEncipherment']);
+      assert.deepEqual(krd.cert.keyUsage, ['digitalSignature', 'keyEncipherment']);
       assert.equal(roleOf(kdh.cert), 'kdh');
       assert.equal(roleOf(krd.cert), 'krd');
       assert.equal(roleOf(ca.cert), undefined);
