@@ -55,9 +55,9 @@ import {
   PROTOCOL_VERSION,
   prove,
   REQUIRED_APP_ORDER,
-  TR34_TMK_HEADER,
   verifyProof,
 } from './protocol.js';
+import { TR34_TMK_HEADER } from './tr34.js';
 import {
   type ByteTransport,
   Link,

@@ -42,8 +42,6 @@ export const AUTH_METHOD_KBPK = 'kbpk-cmac';
  * certificates' hashes with its RSA key; the TMK then travels as a TR-34 token (cert-auth.ts).
  */
 export const AUTH_METHOD_CERT = 'cert-rsa';
-/** TR-31 headers of a TMK inside a TR-34 token: the device reads usage and algorithm from them. */
-export const TR34_TMK_HEADER = Object.freeze({ TDES: 'A0000K0TB00E0000', SM4: 'D0000K04B00E0000' });
 /** Nonce length of each side, bytes. */
 export const NONCE_BYTES = 16;
 

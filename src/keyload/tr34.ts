@@ -81,6 +81,11 @@ export const TR34_OID = {
 /** RT-KRD nonce length poskey issues; tokens carrying 8–16 bytes are read (the ASC samples use both). */
 export const TR34_NONCE_LENGTH = 16;
 export const TR34_KEY_BLOCK_VERSION = 1;
+/**
+ * TR-31 headers of a TMK inside a TR-34 token (16 characters): the device reads usage and
+ * algorithm from them. Remote key loading and certificate injection send the same.
+ */
+export const TR34_TMK_HEADER = Object.freeze({ TDES: 'A0000K0TB00E0000', SM4: 'D0000K04B00E0000' } as const);
 /** Clear key lengths: TDES 2/3-key, AES-128/192/256, SM4. */
 export const TR34_KEY_LENGTHS: readonly number[] = [16, 24, 32];
 

@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { type CertificateAuthority, createRootCa, issueCertificate } from '../../src/keyload/ca.js';
-import { type CertCredentials, certIdentity } from '../../src/keyload/cert-auth.js';
+import { type CertCredentials, type CertIdentity, certIdentity } from '../../src/keyload/cert-auth.js';
 import { KeyloadDevice, type KeyloadDeviceOptions } from '../../src/keyload/device.js';
 import { runDoctor } from '../../src/keyload/doctor.js';
 import { authenticateCert, hello, type InjectOptions, injectTmk } from '../../src/keyload/loader.js';
@@ -20,10 +20,10 @@ import {
   DEVICE_ERRORS,
   KeyloadErrorCode,
   type KeyloadMessage,
-  TR34_TMK_HEADER,
 } from '../../src/keyload/protocol.js';
+import { TR34_TMK_HEADER } from '../../src/keyload/tr34.js';
 import { Link, openSerial } from '../../src/keyload/transport.js';
-import { derToPem } from '../../src/keyload/x509.js';
+import { type Certificate, derToPem } from '../../src/keyload/x509.js';
 import { spawnPoskey } from '../helpers/cli.js';
 import {
   bareTerminal,
@@ -136,6 +136,21 @@ function fails(code: string, pattern?: RegExp) {
 }
 
 /** Sends AUTH_CHALLENGE with `creds` on a raw link; returns the link and the answer. */
+/** A TR-34 token of a new TDES TMK (and its LMK block) from the loader `id` to `device`, answering `nonce`. */
+function tmkToken(id: CertIdentity, device: Certificate, nonce: Buffer): { token: string; keyBlock: string } {
+  const tmk = world.hsm.generateKey({ keyType: 'TMK', algorithm: 'tdes2' });
+  const { token } = world.hsm.exportKeyTr34({
+    keyBlock: tmk.keyBlock,
+    token: {
+      kdh: { cert: id.cert, privateKey: id.privateKey },
+      krdCert: device,
+      nonce,
+      keyBlockHeader: TR34_TMK_HEADER.TDES,
+    },
+  });
+  return { token, keyBlock: tmk.keyBlock };
+}
+
 async function rawChallenge(port: string, creds: CertCredentials) {
   const link = new Link(await openSerial(port), FAST_LINK);
   closers.push(() => link.close());
@@ -285,17 +300,8 @@ describe('cert-rsa refusals', () => {
 
     // The TR-34 token must answer this session's device nonce, not an older one.
     const fresh = await authenticateCert(first, id, info, new Date());
-    const tmk = world.hsm.generateKey({ keyType: 'TMK', algorithm: 'tdes2' });
-    const stale = world.hsm.exportKeyTr34({
-      keyBlock: tmk.keyBlock,
-      token: {
-        kdh: { cert: id.cert, privateKey: id.privateKey },
-        krdCert: fresh.cert!.device,
-        nonce: session.deviceNonce,
-        keyBlockHeader: TR34_TMK_HEADER.TDES,
-      },
-    });
-    const refused = await first.request({ type: 'LOAD_KEY', slot: 0, token: stale.token });
+    const stale = tmkToken(id, fresh.cert!.device, session.deviceNonce).token;
+    const refused = await first.request({ type: 'LOAD_KEY', slot: 0, token: stale });
     assert.deepEqual(refused.type === 'ERROR' && [refused.code, /TR34_NONCE/.test(refused.reason)], [
       DEVICE_ERRORS.NONCE.code,
       true,
@@ -335,20 +341,11 @@ describe('cert-rsa refusals', () => {
     // A forged BIND after a genuine LOAD_KEY commits nothing.
     const id = certIdentity(loader, 'certAuth');
     const session = await authenticateCert(link, id, await hello(link), new Date());
-    const tmk = world.hsm.generateKey({ keyType: 'TMK', algorithm: 'tdes2' });
-    const { token } = world.hsm.exportKeyTr34({
-      keyBlock: tmk.keyBlock,
-      token: {
-        kdh: { cert: id.cert, privateKey: id.privateKey },
-        krdCert: session.cert!.device,
-        nonce: session.deviceNonce,
-        keyBlockHeader: TR34_TMK_HEADER.TDES,
-      },
-    });
+    const { token, keyBlock } = tmkToken(id, session.cert!.device, session.deviceNonce);
     const loaded = await link.request({ type: 'LOAD_KEY', slot: 0, token });
     assert.equal(loaded.type, 'KEY_LOADED', JSON.stringify(loaded));
     const kcv = (loaded as { kcv: string }).kcv;
-    assert.equal(kcv, world.hsm.checkValue(tmk.keyBlock, 'legacy', 3).value);
+    assert.equal(kcv, world.hsm.checkValue(keyBlock, 'legacy', 3).value);
     const bind = await link.request({ type: 'BIND', tid: 'CERT0014', kcv, proof: randomBytes(256) });
     assert.equal(bind.type === 'ERROR' && bind.code, DEVICE_ERRORS.CERT_SIGNATURE.code);
     assert.equal(DEVICE_ERRORS.CERT_SIGNATURE.error, KeyloadErrorCode.CERT_SIGNATURE);

@@ -18,12 +18,9 @@ import { isPoskeyError, PoskeyError } from '../../errors.js';
 import type { ExportTr34Request, HsmClient, LmkKeyBlock } from '../../hsm/api.js';
 import { asCertificate, type CertificateInput, verifyChain } from '../../keyload/ca.js';
 import { type AuditSink, storeRegistry } from '../../keyload/loader.js';
-import type { Tr34Credentials } from '../../keyload/tr34.js';
+import { TR34_TMK_HEADER, type Tr34Credentials } from '../../keyload/tr34.js';
 import { type Certificate, type KeyAlgorithm, parseCertificate, pemToDer } from '../../keyload/x509.js';
 import type { Repository } from '../../store/types.js';
-
-/** TR-31 headers of the transported TMK (16 characters, as the TR-34 key block carries them). */
-export const RKL_KEY_BLOCK_HEADER = { TDES: 'A0000K0TB00E0000', SM4: 'D0000K04B00E0000' } as const;
 
 export type RklErrorCode =
   | 'POSKEY_ERR_RKL_INPUT'
@@ -235,7 +232,7 @@ export class RklService {
         'certificate',
       );
     }
-    const header = RKL_KEY_BLOCK_HEADER[terminal.keyAlgorithm];
+    const header = TR34_TMK_HEADER[terminal.keyAlgorithm];
     const tmk = await this.#tmk(terminal.keyAlgorithm, terminal.tmk?.block, {
       kdh: profile.kdh,
       krdCert: cert,
